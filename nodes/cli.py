@@ -1,0 +1,80 @@
+"""Command line: the Detect node for pipelines outside ComfyUI.
+
+    python -m scenario_detect photo.png --modality canny -o canny.png
+    python -m scenario_detect a.png b.png --modality scribble -o out_dir/
+
+Same table, same parameters and the same code path as the node; local backend by default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .modalities import AUTO_METHOD, MODALITIES, MODALITY_NAMES, PARAMS, all_local_method_names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m scenario_detect",
+        description="Turn images into control maps (edges, depth, pose, ...).",
+        epilog="Parameters that apply per modality: "
+        + "; ".join(f"{m.name}: {', '.join(m.params) or '-'}" for m in MODALITIES.values()),
+    )
+    parser.add_argument("images", nargs="+", type=Path, help="input image file(s)")
+    parser.add_argument("--modality", "-m", choices=MODALITY_NAMES, default="canny")
+    parser.add_argument("--local-method", choices=all_local_method_names(), default=AUTO_METHOD)
+    parser.add_argument(
+        "--output", "-o", type=Path, required=True,
+        help="output PNG file (one input) or folder (several inputs: <name>_<modality>.png)",
+    )
+    for param in PARAMS.values():
+        flag = "--" + param.name.replace("_", "-")
+        if param.kind == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=param.default,
+                                help=param.tooltip)
+        else:
+            kind = int if param.kind == "int" else float
+            parser.add_argument(flag, type=kind, default=param.default,
+                                help=f"{param.tooltip} [{param.min:g}..{param.max:g}, default {param.default}]")
+    return parser
+
+
+def _output_paths(inputs: list[Path], output: Path, modality: str) -> list[Path]:
+    if len(inputs) == 1 and output.suffix:
+        return [output]
+    return [output / f"{path.stem}_{modality}.png" for path in inputs]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+
+    import numpy as np
+    import torch
+
+    from .images import decode_image, encode_png
+    from .run import DetectError, run_detect
+
+    params = {name: getattr(args, name) for name in PARAMS}
+    targets = _output_paths(args.images, args.output, args.modality)
+    try:
+        for source, target in zip(args.images, targets, strict=True):
+            try:
+                frame = decode_image(source.read_bytes())
+            except OSError as error:
+                raise DetectError(f"cannot read {source}: {error.strerror or error}") from None
+            maps = run_detect(torch.from_numpy(frame)[None], args.modality, params, args.local_method)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(encode_png(np.ascontiguousarray(maps[0].numpy())))
+            print(f"{source} -> {target} ({args.modality}, {frame.shape[1]}x{frame.shape[0]})")
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
