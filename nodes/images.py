@@ -13,7 +13,9 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import cv2
 import numpy as np
@@ -121,16 +123,24 @@ def sanitized(images: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.stack([rgb_float(f) for f in frames]))
 
 
+def _new_image(batch: int, height: int, width: int) -> np.ndarray:
+    # numpy, not torch.empty: numpy asks Linux for huge pages on large buffers, which cuts the
+    # page-fault cost of a fresh 12 MB output from ~5 ms to ~1 ms per 1024 px image.
+    return np.empty((batch, height, width, 3), dtype=np.float32)
+
+
+def _write_map(single: np.ndarray, out: np.ndarray) -> None:
+    """Write one uint8 map ([H, W] or [H, W, 3]) into a float32 [H, W, 3] slot, scaled to 0..1."""
+    rgb = cv2.cvtColor(single, cv2.COLOR_GRAY2RGB) if single.ndim == 2 else single
+    np.multiply(rgb, np.float32(1.0 / 255.0), out=out, casting="unsafe")
+
+
 def maps_to_image(maps: Sequence[np.ndarray]) -> torch.Tensor:
     """Stack uint8 maps ([H, W] or [H, W, 3]) into a float32 IMAGE [B, H, W, 3] in 0..1."""
-    first = maps[0]
-    out = torch.empty((len(maps), first.shape[0], first.shape[1], 3), dtype=torch.float32)
-    view = out.numpy()
-    scale = np.float32(1.0 / 255.0)
+    out = _new_image(len(maps), maps[0].shape[0], maps[0].shape[1])
     for index, single in enumerate(maps):
-        rgb = cv2.cvtColor(single, cv2.COLOR_GRAY2RGB) if single.ndim == 2 else single
-        np.multiply(rgb, scale, out=view[index], casting="unsafe")
-    return out
+        _write_map(single, out[index])
+    return torch.from_numpy(out)
 
 
 def map_frames(
@@ -138,14 +148,33 @@ def map_frames(
     detector: Callable[[np.ndarray], np.ndarray],
     on_image_done: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
-    """Run a per-frame uint8 detector over a batch; frames are zero-copy views of the input."""
+    """Run a per-frame uint8 detector over a batch into a new IMAGE of the same size.
+
+    Frames are zero-copy views of the input. OpenCV releases the GIL, so frames run on a small
+    thread pool (one thread per core): detection of one frame overlaps the memory-bound
+    conversions of another. The detector must return a map of the frame's height and width.
+    """
     frames = to_batch(images).numpy()
-    maps = []
-    for index, frame in enumerate(frames):
-        maps.append(detector(frame))
-        if on_image_done is not None:
-            on_image_done(index + 1)
-    return maps_to_image(maps)
+    count, height, width = frames.shape[:3]
+    out = _new_image(count, height, width)
+
+    def one(index: int) -> None:
+        _write_map(detector(frames[index]), out[index])
+
+    workers = min(count, os.cpu_count() or 1, 8)
+    if workers <= 1:
+        for index in range(count):
+            one(index)
+            if on_image_done is not None:
+                on_image_done(index + 1)
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="detect") as pool:
+            futures = [pool.submit(one, index) for index in range(count)]
+            for done, future in enumerate(as_completed(futures), start=1):
+                future.result()
+                if on_image_done is not None:
+                    on_image_done(done)
+    return torch.from_numpy(out)
 
 
 def resize_to(frame: np.ndarray, height: int, width: int) -> np.ndarray:
