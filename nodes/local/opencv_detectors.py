@@ -53,11 +53,10 @@ def grayscale_levels(gray: np.ndarray, factor: float, min_threshold: int, max_th
 
 def grayscale(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
     if params.get("remove_background"):
-        raise ValueError(
-            "remove_background needs a background-removal model, which this version of the pack "
-            "does not ship for the local backend yet. Turn remove_background off, or use "
-            "backend 'scenario'."
-        )
+        # Needs a segmentation model (transformers, a download): imported only when asked for.
+        from .transformers_detectors import grayscale_without_background
+
+        return grayscale_without_background(images, params)
     factor = float(params["factor"])
     low, high = int(params["min_threshold"]), int(params["max_threshold"])
     return map_frames(
@@ -67,11 +66,12 @@ def grayscale(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
 
 def _pencil(frame: np.ndarray) -> np.ndarray:
     # Dodge blend: a pixel darker than its blurred neighbourhood is a pencil stroke.
-    gray = gray_float(frame)
-    sigma = max(1.0, 3.0 * _scale(frame))
-    blurred = cv2.GaussianBlur(gray, (0, 0), sigma)
+    # A light pre-blur and a small dead zone keep sensor noise from turning into grain.
+    scale = _scale(frame)
+    gray = cv2.GaussianBlur(gray_float(frame), (0, 0), max(0.6, 0.8 * scale))
+    blurred = cv2.GaussianBlur(gray, (0, 0), max(1.5, 3.0 * scale))
     ratio = gray / np.maximum(blurred, np.float32(1e-3))
-    lines = (np.float32(1.0) - ratio) * np.float32(6.0 * 255.0)
+    lines = (np.float32(0.97) - ratio) * np.float32(8.0 * 255.0)
     np.clip(lines, 0.0, 255.0, out=lines)
     return lines.astype(np.uint8)
 
