@@ -13,7 +13,16 @@ import logging
 import sys
 from pathlib import Path
 
-from .modalities import AUTO_METHOD, MODALITIES, MODALITY_NAMES, PARAMS, all_local_method_names
+from .modalities import (
+    AUTO_METHOD,
+    BACKENDS,
+    DEFAULT_BACKEND,
+    MODALITIES,
+    MODALITY_NAMES,
+    PARAMS,
+    REMOTE_OPTIONS,
+    all_local_method_names,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--modality", "-m", choices=MODALITY_NAMES, default="canny")
     parser.add_argument("--local-method", choices=all_local_method_names(), default=AUTO_METHOD)
     parser.add_argument(
+        "--backend", choices=BACKENDS, default=DEFAULT_BACKEND,
+        help="local: on this machine; scenario: Scenario's API (key from SCENARIO_API_KEY and "
+        "SCENARIO_API_SECRET, or ~/.config/scenario-detect/credentials.json)",
+    )
+    parser.add_argument(
         "--output", "-o", type=Path, required=True,
         help="output PNG file (one input) or folder (several inputs: <name>_<modality>.png)",
     )
@@ -39,6 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
             kind = int if param.kind == "int" else float
             parser.add_argument(flag, type=kind, default=param.default,
                                 help=f"{param.tooltip} [{param.min:g}..{param.max:g}, default {param.default}]")
+    for option in REMOTE_OPTIONS.values():  # only used with --backend scenario
+        flag = "--" + option.name.replace("_", "-")
+        if option.kind == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=option.default,
+                                help=option.tooltip)
+        else:
+            parser.add_argument(flag, type=int if option.kind == "int" else str, default=option.default,
+                                help=option.tooltip)
     return parser
 
 
@@ -66,7 +88,13 @@ def main(argv: list[str] | None = None) -> int:
                 frame = decode_image(source.read_bytes())
             except OSError as error:
                 raise DetectError(f"cannot read {source}: {error.strerror or error}") from None
-            maps = run_detect(torch.from_numpy(frame)[None], args.modality, params, args.local_method)
+            if args.backend == "scenario":
+                from .scenario.node_run import run_for_cli
+
+                remote = {name: getattr(args, name) for name in REMOTE_OPTIONS}
+                maps = run_for_cli(torch.from_numpy(frame)[None], args.modality, params, remote)
+            else:
+                maps = run_detect(torch.from_numpy(frame)[None], args.modality, params, args.local_method)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(encode_png(np.ascontiguousarray(maps[0].numpy())))
             print(f"{source} -> {target} ({args.modality}, {frame.shape[1]}x{frame.shape[0]})")

@@ -12,15 +12,18 @@ from comfy_api.latest import io
 
 from .modalities import (
     AUTO_METHOD,
+    BACKENDS,
+    DEFAULT_BACKEND,
     MODALITY_NAMES,
     PARAMS,
+    REMOTE_OPTIONS,
     Param,
+    RemoteOption,
     all_local_method_names,
     resolve_local_method,
     validation_errors,
 )
-
-BACKENDS = ("local",)
+from .widget_visibility import annotate_inputs
 
 
 def _param_input(param: Param) -> io.Input:
@@ -32,12 +35,27 @@ def _param_input(param: Param) -> io.Input:
     return io.Float.Input(param.name, min=param.min, max=param.max, step=param.step, round=param.step, **common)
 
 
+def _remote_input(option: RemoteOption) -> io.Input:
+    common = {"default": option.default, "tooltip": option.tooltip, "optional": option.optional}
+    if option.kind == "bool":
+        return io.Boolean.Input(option.name, **common)
+    if option.kind == "int":
+        return io.Int.Input(option.name, min=option.min, max=option.max, step=option.step, **common)
+    return io.String.Input(option.name, **common)
+
+
 def schema_inputs() -> list[io.Input]:
-    return [
+    # annotate_inputs: which modality/backend each widget applies to, for web/ to hide the others.
+    return annotate_inputs([
         io.Image.Input("image", tooltip="The image(s) to turn into control maps; batches are kept in order."),
         io.Combo.Input(
             "modality", options=list(MODALITY_NAMES), default="canny",
             tooltip="Which control map to compute (the names Scenario's API uses).",
+        ),
+        io.Combo.Input(
+            "backend", options=list(BACKENDS), default=DEFAULT_BACKEND,
+            tooltip="local: computed on this machine. scenario: Scenario's API (credits; key from "
+            "SCENARIO_API_KEY/SCENARIO_API_SECRET or the credentials file, never a widget).",
         ),
         io.Combo.Input(
             "local_method", options=all_local_method_names(), default=AUTO_METHOD,
@@ -45,7 +63,8 @@ def schema_inputs() -> list[io.Input]:
             "Methods marked weight-free need no download.",
         ),
         *(_param_input(param) for param in PARAMS.values()),
-    ]
+        *(_remote_input(option) for option in REMOTE_OPTIONS.values()),
+    ])
 
 
 class Detect(io.ComfyNode):
@@ -58,7 +77,8 @@ class Detect(io.ComfyNode):
             description="Turn images into control maps (edges, depth, pose, ...) for ControlNet-style "
             "generation. Output has the input's batch size, height and width.",
             inputs=schema_inputs(),
-            outputs=[io.Image.Output(display_name="control_map")],
+            outputs=[io.Image.Output(display_name="control_map"),
+                     io.String.Output(display_name="asset_ids")],
         )
 
     @classmethod
@@ -66,6 +86,7 @@ class Detect(io.ComfyNode):
         cls,
         modality: Any = None,
         local_method: Any = None,
+        backend: Any = None,
         low_threshold: Any = None,
         high_threshold: Any = None,
         min_threshold: Any = None,
@@ -77,7 +98,7 @@ class Detect(io.ComfyNode):
             "min_threshold": min_threshold, "max_threshold": max_threshold,
         }
         errors = validation_errors(modality, params) if modality is not None else []
-        if local_method is not None and modality in MODALITY_NAMES and not errors:
+        if local_method is not None and modality in MODALITY_NAMES and not errors and backend != "scenario":
             try:
                 resolve_local_method(modality, local_method)
             except ValueError as error:
@@ -88,9 +109,17 @@ class Detect(io.ComfyNode):
 
     @classmethod
     async def execute(
-        cls, image, modality: str, local_method: str = AUTO_METHOD, **params: Any
+        cls, image, modality: str, local_method: str = AUTO_METHOD, backend: str = DEFAULT_BACKEND,
+        **params: Any
     ) -> io.NodeOutput:
+        if backend == "scenario":
+            from .run import check_params
+            from .scenario.node_run import run_for_node
+
+            maps, asset_ids, text = await run_for_node(image, modality, check_params(modality, params), params)
+            return io.NodeOutput(maps, asset_ids, ui={"text": text})
+        params = {k: v for k, v in params.items() if k not in REMOTE_OPTIONS}
         from .run import run_detect
 
         maps = run_detect(image, modality, params, local_method=local_method)
-        return io.NodeOutput(maps)
+        return io.NodeOutput(maps, "")

@@ -100,8 +100,8 @@ PARAMS: dict[str, Param] = {
         ),
         Param(
             "remove_background", "removeBackground", "bool", False,
-            "Grayscale: remove the background (black) before conversion. Needs a "
-            "background-removal model locally.",
+            "Grayscale: make the background black, keeping people, animals, vehicles, furniture "
+            "and objects. Locally this runs an ADE20K segmentation model (241 MB download).",
         ),
         Param(
             "keypoint_threshold", "keypointThreshold", "float", 0.3,
@@ -119,6 +119,11 @@ ORDERED_PAIRS: tuple[tuple[str, str], ...] = (
 )
 
 _OPENCV = "opencv_detectors"
+# Model-backed methods (optional extra [models]: controlnet-aux). Where a weight-free method exists
+# it stays first, so `auto` never starts a download nobody asked for; choosing the model by name
+# downloads its weights once (see nodes/local/weights.py).
+_AUX = "aux_detectors"
+_TRANSFORMERS = "transformers_detectors"
 
 MODALITIES: dict[str, Modality] = {
     m.name: m
@@ -133,7 +138,10 @@ MODALITIES: dict[str, Modality] = {
         ),
         Modality(
             "depth", "Depth map, near is bright.",
-            local_missing="a depth model (Depth Anything V2), which this version does not ship yet",
+            local_methods=(
+                LocalMethod("depth_anything_v2", "Depth Anything V2 Small (99 MB download), near = bright, "
+                            "normalised per image.", f"{_TRANSFORMERS}:depth_anything", needs_weights=True),
+            ),
         ),
         Modality(
             "grayscale", "Grayscale image with contrast and a levels window.",
@@ -145,40 +153,69 @@ MODALITIES: dict[str, Modality] = {
         ),
         Modality(
             "lineart_anime", "Anime-style line art, white lines on black.",
-            local_missing="the anime lineart model (netG.pth), which this version does not ship yet",
+            local_methods=(
+                LocalMethod("lineart_anime", "Anime lineart network (netG.pth, 218 MB, downloaded "
+                            "on first use).", f"{_AUX}:lineart_anime", needs_weights=True),
+            ),
         ),
         Modality(
             "mlsd", "Straight line segments (M-LSD style), white on black.",
             local_methods=(
                 LocalMethod("opencv_lsd", "OpenCV line segment detector with a length filter "
                             "(weight-free).", f"{_OPENCV}:mlsd_lines", raw_input=True),
+                LocalMethod("mlsd_large", "M-LSD network (mlsd_large_512_fp32.pth, 6.3 MB, downloaded "
+                            "on first use).", f"{_AUX}:mlsd", needs_weights=True),
             ),
         ),
         Modality(
-            "normal", "Surface normal map (RGB = X right, Y up, Z towards the viewer).",
-            local_missing="a depth or normal model, which this version does not ship yet",
+            "normal", "Surface normal map (RGB = X left, Y up, Z towards the viewer, as ControlNet "
+            "normalbae expects).",
+            local_methods=(
+                LocalMethod("depth_anything_normals", "Normals from Depth Anything V2 Small's depth "
+                            "(99 MB download), Sobel gradients as ControlNet's normal-from-depth.",
+                            f"{_TRANSFORMERS}:normal_from_depth_anything", needs_weights=True),
+            ),
         ),
         Modality(
             "pose", "OpenPose-style skeleton on black.",
             params=("keypoint_threshold",),
-            local_missing="a pose model (OpenPose), which this version does not ship yet",
+            local_methods=(
+                LocalMethod("openpose_body", "OpenPose body skeleton (body_pose_model.pth, 209 MB, "
+                            "downloaded on first use).", f"{_AUX}:pose_body", needs_weights=True),
+                LocalMethod("openpose_full", "OpenPose body, hands and face (three files, 510 MB, "
+                            "downloaded on first use; slow on CPU).", f"{_AUX}:pose_full",
+                            needs_weights=True),
+            ),
         ),
         Modality(
             "scribble", "Rough scribble lines, white on black.",
             local_methods=(
                 LocalMethod("xdog", "Extended difference of Gaussians, thresholded and thickened "
                             "(weight-free).", f"{_OPENCV}:scribble_xdog", raw_input=True),
+                LocalMethod("pidinet_scribble", "PiDiNet edges thinned to scribble lines "
+                            "(table5_pidinet.pth, 2.9 MB, downloaded on first use).",
+                            f"{_AUX}:scribble_pidinet", needs_weights=True),
+                LocalMethod("hed_scribble", "HED edges thinned to scribble lines (ControlNetHED.pth, "
+                            "29 MB, downloaded on first use).", f"{_AUX}:scribble_hed", needs_weights=True),
             ),
         ),
         Modality(
             "segmentation", "Semantic segmentation in the ADE20K palette.",
-            local_missing="a semantic segmentation model (ADE20K), which this version does not ship yet",
+            local_methods=(
+                LocalMethod("upernet_ade20k", "UperNet ConvNeXt-tiny on ADE20K (241 MB download), in "
+                            "ControlNet's 150-colour palette.", f"{_TRANSFORMERS}:segmentation_ade20k",
+                            needs_weights=True),
+            ),
         ),
         Modality(
             "sketch", "Pencil-sketch lines, white on black.",
             local_methods=(
                 LocalMethod("pencil", "Dodge-blend pencil lines (weight-free).", f"{_OPENCV}:sketch_pencil",
                             raw_input=True),
+                LocalMethod("lineart", "Lineart network, fine lines (sk_model.pth, 17 MB, downloaded "
+                            "on first use).", f"{_AUX}:sketch_lineart", needs_weights=True),
+                LocalMethod("lineart_coarse", "Lineart network, coarse lines (sk_model2.pth, 17 MB, "
+                            "downloaded on first use).", f"{_AUX}:sketch_lineart_coarse", needs_weights=True),
             ),
         ),
     )
@@ -282,4 +319,73 @@ def as_json() -> dict[str, Any]:
             }
             for p in PARAMS.values()
         },
+        # The remote backend's section (defined at the end of this module).
+        "backends": list(BACKENDS),
+        "remote_options": {
+            o.name: {
+                "kind": o.kind, "default": o.default, "tooltip": o.tooltip, "maps_to": o.maps_to,
+                "min": o.min, "max": o.max, "step": o.step, "optional": o.optional,
+            }
+            for o in REMOTE_OPTIONS.values()
+        },
     }
+
+
+# ------------------------------------------------------------------------------------------------
+# Remote backend (Scenario API): the backend choice and the widgets only the `scenario` backend
+# uses. The node builds its extra inputs from REMOTE_OPTIONS and the web extension hides them for
+# `local`. Credentials are never a widget (see nodes/scenario/credentials.py).
+
+BACKENDS: tuple[str, ...] = ("local", "scenario")
+DEFAULT_BACKEND = "local"
+
+
+@dataclass(frozen=True)
+class RemoteOption:
+    name: str  # widget name
+    kind: Literal["bool", "int", "string"]
+    default: Any
+    tooltip: str
+    maps_to: str = ""  # the API parameter it sets, when it sets one
+    min: int | None = None
+    max: int | None = None
+    step: int | None = None
+    optional: bool = False  # an optional input rather than a required widget
+
+
+REMOTE_OPTIONS: dict[str, RemoteOption] = {
+    o.name: o
+    for o in (
+        RemoteOption(
+            "asset_id", "string", "",
+            "Scenario: existing asset id(s) to process instead of uploading the image (one per image, "
+            "separated by commas; several for a single image). Empty: the image is sent.",
+            maps_to="image", optional=True,
+        ),
+        RemoteOption(
+            "original_assets", "bool", False,
+            "Scenario: ask for the original assets, without transformation (API query originalAssets).",
+            maps_to="originalAssets",
+        ),
+        RemoteOption(
+            "keep_api_size", "bool", False,
+            "Scenario: keep the size Scenario returns instead of resizing the map back to the input's size.",
+        ),
+        RemoteOption(
+            "estimate_only", "bool", False,
+            "Scenario: only ask what the run would cost (dryRun); nothing runs, nothing is billed, the map "
+            "is black and the estimate is shown on the node.",
+            maps_to="dryRun",
+        ),
+        RemoteOption(
+            "timeout_s", "int", 300,
+            "Scenario: seconds to wait for each job before canceling it.",
+            min=10, max=3600, step=10,
+        ),
+        RemoteOption(
+            "max_parallel_jobs", "int", 8,
+            "Scenario: how many images of a batch run at once (each image is its own job).",
+            min=1, max=16, step=1,
+        ),
+    )
+}

@@ -434,23 +434,10 @@ def start_server(
 
     port = free_port()
     flags = _supported_flags(tree)
-    command = [
-        os.environ.get("COMFYUI_PYTHON", sys.executable),
-        "main.py",
-        "--cpu",
-        "--listen",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--extra-model-paths-config",
-        str(config),
-        "--input-directory",
-        str(root / "input"),
-        "--output-directory",
-        str(root / "output"),
-        "--temp-directory",
-        str(root),
-    ]  # ComfyUI appends "temp" itself
+    command = [os.environ.get("COMFYUI_PYTHON", sys.executable), "main.py", "--cpu"]
+    command += ["--listen", "127.0.0.1", "--port", str(port), "--extra-model-paths-config", str(config)]
+    command += ["--input-directory", str(root / "input"), "--output-directory", str(root / "output")]
+    command += ["--temp-directory", str(root)]  # ComfyUI appends "temp" itself
     optional = {
         "--disable-api-nodes": [],
         "--user-directory": [str(root / "user")],
@@ -468,18 +455,22 @@ def start_server(
 
     ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
     log_path = ARTIFACTS_DIR / f"comfyui-{name}-{os.getpid()}.log"
-    with open(log_path, "wb") as log:
-        log.write(f"$ {' '.join(command)}\n(cwd {tree})\n".encode())
-        log.flush()
-        process = subprocess.Popen(
-            command,
-            cwd=tree,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    try:
+        with open(log_path, "wb") as log:
+            log.write(f"$ {' '.join(command)}\n(cwd {tree})\n".encode())
+            log.flush()
+            process = subprocess.Popen(
+                command,
+                cwd=tree,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+    except BaseException:  # e.g. no such python: leave no temp folder behind
+        shutil.rmtree(root, ignore_errors=True)
+        raise
     server = ComfyServer(f"http://127.0.0.1:{port}", root, process, log_path, options)
     try:
         _wait_until_ready(server, start_timeout)

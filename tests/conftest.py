@@ -24,8 +24,10 @@ Keep the objects your tests need (the fake server) reachable from your module, e
 set by the setup step. ``SCENARIO_API_KEY``, ``SCENARIO_API_SECRET`` and ``SCENARIO_BASE_URL`` are never
 inherited from the shell, so a developer's real key cannot reach a test server.
 
-A suite that needs a server of its own (other flags, a clean state) can use
-``comfy_host.start_server(ServerOptions(...))`` as a context manager in its own fixture.
+``comfy_server.options`` holds what the server was started with. A test that needs a server of its
+own (no weights at all, other flags) uses ``comfy_host.start_server(ServerOptions(...), name="mine")``
+as a context manager (``name`` keeps its log, ``tests/artifacts/comfyui-mine.log``, apart); see
+``test_model_method_without_weights_says_where_to_put_them``.
 """
 
 from __future__ import annotations

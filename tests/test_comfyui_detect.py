@@ -149,7 +149,7 @@ def test_object_info_lists_detect_with_table_widgets(comfy_server: ComfyServer) 
     widgets = {**required, **info["input"].get("optional", {})}
 
     assert required["image"][0] == "IMAGE"
-    assert info["output"] == ["IMAGE"]
+    assert info["output"][0] == "IMAGE"  # the control maps; graphs here link output 0
 
     modality = required["modality"]
     assert modality[0] == "COMBO"
@@ -189,7 +189,12 @@ def test_canny_matches_opencv_reference(comfy_server: ComfyServer, uploaded: str
     low, high = 60, 150
     history = comfy_server.run(
         detect_graph(
-            comfy_server, uploaded, modality="canny", local_method="auto", low_threshold=low, high_threshold=high
+            comfy_server,
+            uploaded,
+            modality="canny",
+            local_method=weight_free_method("canny"),
+            low_threshold=low,
+            high_threshold=high,
         )
     )
     [path] = comfy_server.output_images(history)
@@ -239,7 +244,13 @@ def test_batch_of_three_gives_three_maps(comfy_server: ComfyServer) -> None:
             "class_type": "Detect",
             "inputs": {
                 "image": ["5", 0],
-                **detect_inputs(comfy_server, modality="canny", low_threshold=low, high_threshold=high),
+                **detect_inputs(
+                    comfy_server,
+                    modality="canny",
+                    local_method=weight_free_method("canny"),
+                    low_threshold=low,
+                    high_threshold=high,
+                ),
             },
         },
         "7": {

@@ -1,0 +1,362 @@
+"""Model-backed detectors built on the network classes of ``controlnet-aux`` (optional extra ``[models]``).
+
+Each detector has the local-method signature ``fn(images [B,H,W,3] float32 CPU, params) ->
+[B,H,W,3] float32 0..1`` with the input's H and W: the image is resized so its short side is
+``params.get("resolution", 512)`` (the size the networks were trained at; a programmatic option,
+not a widget), run in chunks of ``params.get("chunk", 4)``, and the map is resized back exactly.
+
+Only the network classes come from controlnet-aux; the weights are found or downloaded by
+``weights.py`` (never ``hf_hub_download``), read with ``torch.load(weights_only=True)`` and loaded
+with ``strict=True``; networks are cached by ``models.MODELS``. Importing any controlnet_aux
+submodule runs its package ``__init__`` (every detector, ~4-6 s and several hundred MB), so the
+import happens inside the first call, never when ComfyUI loads the pack.
+
+Weights (all from https://huggingface.co/lllyasviel/Annotators) are described in ``WEIGHTS``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from pathlib import Path
+from types import ModuleType
+from typing import Any, NamedTuple
+
+import cv2
+import numpy as np
+import torch
+
+from .models import MODELS, Loaded, fit_size, from_model, run_chunks, to_model
+from .pose_drawing import draw_people
+from .weights import WeightFile, load_state_dict, weight_path
+
+ANNOTATORS = "lllyasviel/Annotators"
+MLSD = WeightFile(ANNOTATORS, "mlsd_large_512_fp32.pth", "M-LSD line segment detector", "6.3 MB")
+PIDINET = WeightFile(ANNOTATORS, "table5_pidinet.pth", "PiDiNet edge detector", "2.9 MB")
+HED = WeightFile(ANNOTATORS, "ControlNetHED.pth", "HED edge detector", "29 MB")
+LINEART = WeightFile(ANNOTATORS, "sk_model.pth", "lineart (informative drawings)", "17 MB")
+LINEART_COARSE = WeightFile(ANNOTATORS, "sk_model2.pth", "coarse lineart (informative drawings)", "17 MB")
+LINEART_ANIME = WeightFile(ANNOTATORS, "netG.pth", "anime lineart generator", "218 MB")
+OPENPOSE_BODY = WeightFile(ANNOTATORS, "body_pose_model.pth", "OpenPose body", "209 MB")
+OPENPOSE_HAND = WeightFile(ANNOTATORS, "hand_pose_model.pth", "OpenPose hand", "147 MB")
+OPENPOSE_FACE = WeightFile(ANNOTATORS, "facenet.pth", "OpenPose face", "154 MB")
+
+WEIGHTS: tuple[WeightFile, ...] = (
+    MLSD,
+    PIDINET,
+    HED,
+    LINEART,
+    LINEART_COARSE,
+    LINEART_ANIME,
+    OPENPOSE_BODY,
+    OPENPOSE_HAND,
+    OPENPOSE_FACE,
+)
+
+
+def aux(module: str) -> ModuleType:
+    """``controlnet_aux.<module>``, or an error that says how to install it."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # timm / torch.jit deprecation noise from its __init__
+            return importlib.import_module(f"controlnet_aux.{module}")
+    except ImportError as exc:
+        raise RuntimeError(
+            "this local method needs the optional package controlnet-aux: install it into ComfyUI's "
+            "Python with `pip install controlnet-aux` (or `pip install comfyui-scenario-detect[models]`), "
+            f"then restart ComfyUI ({exc})"
+        ) from exc
+
+
+def _strict(module: torch.nn.Module, state: dict[str, Any], path: Path) -> torch.nn.Module:
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise RuntimeError(
+            f"{path} does not hold the weights this network expects ({str(exc)[:300]}). It may be "
+            "another file with the same name: delete it and run again to download the right one."
+        ) from exc
+    return module
+
+
+def _strip_prefix(state: dict[str, Any], prefix: str) -> dict[str, Any]:
+    return {k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in state.items()}
+
+
+def _res(params: dict[str, Any], default: int = 512) -> int:
+    return max(64, int(params.get("resolution", default)))
+
+
+def _chunk(params: dict[str, Any]) -> int:
+    return max(1, int(params.get("chunk", 4)))
+
+
+# --- M-LSD -------------------------------------------------------------------------------------
+
+
+def build_mlsd(path: Path) -> torch.nn.Module:
+    net = aux("mlsd.models.mbv2_mlsd_large").MobileV2_MLSD_Large()
+    return _strict(net, load_state_dict(path), path)
+
+
+def _mlsd_segments(out: torch.Tensor, score_thr: float, dist_thr: float, top_k: int = 200) -> list[np.ndarray]:
+    """Line segments per image from M-LSD's [b,9,h/2,w/2] output, in the output map's pixels."""
+    b, _, h, w = out.shape
+    out = out.float()
+    heat = torch.sigmoid(out[:, 0])
+    peaks = torch.nn.functional.max_pool2d(heat[:, None], 3, stride=1, padding=1)[:, 0]
+    heat = torch.where(peaks == heat, heat, torch.zeros_like(heat)).reshape(b, -1)
+    scores, idx = torch.topk(heat, min(top_k, heat.shape[1]), dim=1)
+    disp = out[:, 1:5].reshape(b, 4, -1)
+    segments = []
+    for i in range(b):
+        ys, xs = (idx[i] // w).float(), (idx[i] % w).float()
+        d = disp[i][:, idx[i]]  # [4, k]: start x,y and end x,y offsets
+        length = torch.hypot(d[0] - d[2], d[1] - d[3])
+        keep = (scores[i] > score_thr) & (length > dist_thr)
+        seg = torch.stack([xs + d[0], ys + d[1], xs + d[2], ys + d[3]], dim=1)[keep]
+        segments.append(seg.cpu().numpy())
+    return segments
+
+
+def mlsd(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+    """M-LSD straight lines, 1-px-wide (scaled with the image) white on black."""
+    loaded = MODELS.get("mlsd", weight_path(MLSD), build_mlsd)
+    height, width = images.shape[1:3]
+    size = fit_size(height, width, _res(params), 64)
+
+    def run(chunk: torch.Tensor) -> torch.Tensor:
+        x = to_model(chunk, size, loaded) * 2.0 - 1.0
+        x = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)  # M-LSD's fourth input plane is all ones
+        segs = _mlsd_segments(loaded.module(x), float(params.get("mlsd_score", 0.1)), 0.1)
+        sx, sy = 2.0 * width / size[1], 2.0 * height / size[0]  # output is half the input size
+        thickness = max(1, round(min(height, width) / 512))
+        maps = np.zeros((chunk.shape[0], height, width), np.uint8)
+        for canvas, seg in zip(maps, segs, strict=True):
+            for x0, y0, x1, y1 in seg:
+                p0 = (int(round(x0 * sx)), int(round(y0 * sy)))
+                p1 = (int(round(x1 * sx)), int(round(y1 * sy)))
+                cv2.line(canvas, p0, p1, 255, thickness, cv2.LINE_8)
+        return torch.from_numpy(maps).float().div_(255.0)[..., None].expand(-1, -1, -1, 3)
+
+    return run_chunks(images, _chunk(params), run)
+
+
+# --- scribble: PiDiNet and HED, thinned and thickened like ControlNet's scribble maps ----------
+
+
+def build_pidinet(path: Path) -> torch.nn.Module:
+    net = aux("pidi.model").pidinet()
+    state = load_state_dict(path)
+    state = state.get("state_dict", state)  # the release file wraps it, keys prefixed "module."
+    return _strict(net, _strip_prefix(state, "module."), path)
+
+
+def build_hed(path: Path) -> torch.nn.Module:
+    return _strict(aux("hed").ControlNetHED_Apache2(), load_state_dict(path), path)
+
+
+def _thin_lines(edge: np.ndarray, threshold: float = 0.5, sigma: float = 3.0) -> np.ndarray:
+    """Soft edge map 0..1 -> scribble lines: non-maximum suppression, blur, then binarise."""
+    x = cv2.GaussianBlur(edge.astype(np.float32), (0, 0), sigma)
+    kept = np.zeros_like(x)
+    for kernel in (
+        np.array([[0, 0, 0], [1, 1, 1], [0, 0, 0]], np.uint8),
+        np.array([[0, 1, 0], [0, 1, 0], [0, 1, 0]], np.uint8),
+        np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1]], np.uint8),
+        np.array([[0, 0, 1], [0, 1, 0], [1, 0, 0]], np.uint8),
+    ):
+        # A pixel that is the maximum along one of the four directions is on a ridge.
+        np.putmask(kept, cv2.dilate(x, kernel) == x, x)
+    lines = (kept > threshold).astype(np.float32)
+    lines = cv2.GaussianBlur(lines, (0, 0), sigma)
+    return (lines > 4.0 / 255.0).astype(np.float32)
+
+
+def _scribble(edges: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    maps = np.stack([_thin_lines(e) for e in edges[:, 0].float().cpu().numpy()])[:, None]
+    return from_model(torch.from_numpy(maps), height, width)
+
+
+def scribble_pidinet(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+    loaded = MODELS.get("pidinet", weight_path(PIDINET), build_pidinet)
+    height, width = images.shape[1:3]
+    size = fit_size(height, width, _res(params), 8)
+
+    def run(chunk: torch.Tensor) -> torch.Tensor:
+        x = to_model(chunk, size, loaded).flip(1)  # PiDiNet was trained on BGR
+        return _scribble(loaded.module(x)[-1], height, width)
+
+    return run_chunks(images, _chunk(params), run)
+
+
+def scribble_hed(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+    loaded = MODELS.get("hed", weight_path(HED), build_hed)
+    height, width = images.shape[1:3]
+    size = fit_size(height, width, _res(params), 16)
+
+    def run(chunk: torch.Tensor) -> torch.Tensor:
+        x = to_model(chunk, size, loaded) * 255.0
+        sides = [
+            torch.nn.functional.interpolate(p.float(), size=size, mode="bilinear", align_corners=False)
+            for p in loaded.module(x)
+        ]
+        edge = torch.sigmoid(torch.stack(sides).mean(0))
+        return _scribble(edge, height, width)
+
+    return run_chunks(images, _chunk(params), run)
+
+
+# --- lineart (sketch) and anime lineart ----------------------------------------------------------
+
+
+def build_lineart(path: Path) -> torch.nn.Module:
+    return _strict(aux("lineart").Generator(3, 1, 3), load_state_dict(path), path)
+
+
+def _lineart(images: torch.Tensor, params: dict[str, Any], name: str, spec: WeightFile) -> torch.Tensor:
+    loaded = MODELS.get(name, weight_path(spec), build_lineart)
+    height, width = images.shape[1:3]
+    size = fit_size(height, width, _res(params), 8)
+
+    def run(chunk: torch.Tensor) -> torch.Tensor:
+        lines = 1.0 - loaded.module(to_model(chunk, size, loaded)).float().clamp(0, 1)  # dark lines -> white
+        return from_model(lines, height, width)
+
+    return run_chunks(images, _chunk(params), run)
+
+
+def sketch_lineart(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+    return _lineart(images, params, "lineart", LINEART)
+
+
+def sketch_lineart_coarse(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+    return _lineart(images, params, "lineart_coarse", LINEART_COARSE)
+
+
+def build_lineart_anime(path: Path) -> torch.nn.Module:
+    import functools
+
+    net_module = aux("lineart_anime")
+    norm = functools.partial(torch.nn.InstanceNorm2d, affine=False, track_running_stats=False)
+    net = net_module.UnetGenerator(3, 1, 8, 64, norm_layer=norm, use_dropout=False)
+    return _strict(net, _strip_prefix(load_state_dict(path), "module."), path)
+
+
+def lineart_anime(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+    loaded = MODELS.get("lineart_anime", weight_path(LINEART_ANIME), build_lineart_anime)
+    height, width = images.shape[1:3]
+    size = fit_size(height, width, _res(params), 256)  # eight 2x downsamplings
+
+    def run(chunk: torch.Tensor) -> torch.Tensor:
+        out = loaded.module(to_model(chunk, size, loaded) * 2.0 - 1.0).float()
+        return from_model(1.0 - (out * 0.5 + 0.5).clamp(0, 1), height, width)
+
+    return run_chunks(images, _chunk(params), run)
+
+
+# --- OpenPose ------------------------------------------------------------------------------------
+
+
+def _transfer(net: torch.nn.Module, state: dict[str, Any], path: Path) -> torch.nn.Module:
+    """The OpenPose release files name each layer without its stage prefix ("conv1_1.weight")."""
+    renamed = {}
+    for key in net.state_dict():
+        short = key.split(".", 1)[1]
+        if short not in state:
+            raise RuntimeError(f"{path} lacks the layer '{short}': it is not an OpenPose file of this kind")
+        renamed[key] = state[short]
+    if len(renamed) != len(state):
+        raise RuntimeError(f"{path} holds {len(state)} tensors, the network expects {len(renamed)}")
+    return _strict(net, renamed, path)
+
+
+def build_openpose_body(path: Path) -> torch.nn.Module:
+    return _transfer(aux("open_pose.model").bodypose_model(), load_state_dict(path), path)
+
+
+def build_openpose_hand(path: Path) -> torch.nn.Module:
+    return _transfer(aux("open_pose.model").handpose_model(), load_state_dict(path), path)
+
+
+def build_openpose_face(path: Path) -> torch.nn.Module:
+    return _strict(aux("open_pose.face").FaceNet(), load_state_dict(path), path)
+
+
+def _estimator(cls: type, loaded: Loaded) -> Any:
+    """controlnet-aux's Body/Hand/Face post-processing around our already loaded network.
+
+    Their constructors load the file with a full-pickle ``torch.load``; ours is loaded already.
+    """
+    obj = cls.__new__(cls)
+    obj.model = loaded.module
+    if cls.__name__ == "Face":
+        face = aux("open_pose.face")
+        obj.inference_size = face.params["inference_img_size"]
+        obj.sigma = face.params["gaussian_sigma"]
+        obj.threshold = face.params["heatmap_peak_thresh"]
+    return obj
+
+
+class _Point(NamedTuple):
+    x: float
+    y: float
+
+
+def confident_keypoints(person: Any, threshold: float, height: int, width: int) -> list[Any]:
+    """``keypoint_threshold``: a joint is drawn only when its confidence reaches it.
+
+    Returns the body's keypoints with coordinates normalised to 0..1 (what the drawing expects) and
+    ``None`` for joints that are missing or below ``threshold``; limbs need both ends.
+    """
+    return [
+        _Point(k.x / width, k.y / height) if k is not None and k.score >= threshold else None for k in person.keypoints
+    ]
+
+
+def _pose(images: torch.Tensor, params: dict[str, Any], hands_and_face: bool) -> torch.Tensor:
+    op = aux("open_pose")
+    body = _estimator(
+        op.Body, MODELS.get("openpose_body", weight_path(OPENPOSE_BODY), build_openpose_body, half_ok=False)
+    )
+    hand = face = None
+    if hands_and_face:
+        hand = _estimator(
+            op.Hand, MODELS.get("openpose_hand", weight_path(OPENPOSE_HAND), build_openpose_hand, half_ok=False)
+        )
+        face = _estimator(
+            op.Face, MODELS.get("openpose_face", weight_path(OPENPOSE_FACE), build_openpose_face, half_ok=False)
+        )
+    detector = op.OpenposeDetector(body, hand, face)  # for its hand/face crops around a body
+    threshold = float(params.get("keypoint_threshold", 0.3))
+    height, width = images.shape[1:3]
+    size = fit_size(height, width, _res(params), 1)
+
+    def draw_one(frame: np.ndarray) -> np.ndarray:
+        rgb = cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+        bgr = np.ascontiguousarray((np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)[:, :, ::-1])
+        candidate, subset = body(bgr)
+        people = []
+        for person in body.format_body_result(candidate, subset):
+            left = right = face_points = None
+            if hands_and_face:
+                left, right = detector.detect_hands(person, bgr)
+                face_points = detector.detect_face(person, bgr)
+            people.append((confident_keypoints(person, threshold, size[0], size[1]), left, right, face_points))
+        return draw_people(people, size[0], size[1])
+
+    def run(chunk: torch.Tensor) -> torch.Tensor:
+        maps = np.stack([draw_one(frame) for frame in chunk.numpy()])
+        return from_model(torch.from_numpy(maps).permute(0, 3, 1, 2).float() / 255.0, height, width)
+
+    return run_chunks(images, _chunk(params), run)
+
+
+def pose_body(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+    """OpenPose body skeleton (18 keypoints), drawn in OpenPose colours on black."""
+    return _pose(images, params, hands_and_face=False)
+
+
+def pose_full(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+    """OpenPose body, hands and face."""
+    return _pose(images, params, hands_and_face=True)

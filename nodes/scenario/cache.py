@@ -1,0 +1,163 @@
+"""On-disk cache of Scenario results, keyed by image content, modality and parameters.
+
+Why on disk: ComfyUI's own cache forgets everything at restart, and each remote run costs credits.
+Where: ``<ComfyUI user dir>/scenario-detect/cache`` inside ComfyUI (its temp folder is wiped at
+start-up, which would defeat the purpose), ``~/.cache/scenario-detect/scenario-results`` for the
+CLI; ``SCENARIO_DETECT_CACHE_DIR`` overrides. Bounded by ``SCENARIO_DETECT_CACHE_MB`` (default 512,
+least recently used entries go first). ``SCENARIO_DETECT_CACHE=0`` turns it off.
+Entries hold the result image (API size) and its asset ids; never a URL or a credential.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import host
+
+log = logging.getLogger("scenario_detect.scenario")
+
+KEY_VERSION = b"scenario-detect-cache-v1"
+DEFAULT_MAX_MB = 512.0
+
+
+@dataclass
+class CachedResult:
+    content: bytes
+    asset_ids: list[str]
+    cost: float | None
+
+
+def cache_enabled(env: dict[str, str] | None = None) -> bool:
+    env = os.environ if env is None else env
+    return env.get("SCENARIO_DETECT_CACHE", "1").strip().lower() not in ("0", "false", "no", "off", "")
+
+
+def default_cache_dir() -> Path:
+    if os.environ.get("SCENARIO_DETECT_CACHE_DIR"):
+        return Path(os.environ["SCENARIO_DETECT_CACHE_DIR"]).expanduser()
+    if host.in_comfyui():
+        return host.user_directory() / "scenario-detect" / "cache"
+    return host.temp_directory() / "scenario-results"
+
+
+def cache_key(
+    *,
+    modality: str,
+    fields: dict[str, Any],
+    original_assets: bool,
+    pixels: bytes | None = None,
+    shape: tuple[int, ...] = (),
+    asset_id: str | None = None,
+) -> str:
+    """Hex digest over what decides the result: the input (pixels or asset id) and the request."""
+    h = hashlib.sha256(KEY_VERSION)
+    h.update(
+        json.dumps(
+            {
+                "modality": modality,
+                "fields": fields,
+                "originalAssets": bool(original_assets),
+                "shape": list(shape),
+                "asset": asset_id,
+            },
+            sort_keys=True,
+        ).encode()
+    )
+    if pixels is not None:
+        h.update(pixels)
+    return h.hexdigest()
+
+
+class ResultCache:
+    def __init__(self, directory: Path | None = None, max_bytes: int | None = None):
+        self.directory = Path(directory) if directory else default_cache_dir()
+        if max_bytes is None:
+            try:
+                max_bytes = int(float(os.environ.get("SCENARIO_DETECT_CACHE_MB", DEFAULT_MAX_MB)) * 1024 * 1024)
+            except ValueError:
+                max_bytes = int(DEFAULT_MAX_MB * 1024 * 1024)
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+
+    def _paths(self, key: str) -> tuple[Path, Path]:
+        folder = self.directory / key[:2]
+        return folder / f"{key}.png", folder / f"{key}.json"
+
+    def get(self, key: str) -> CachedResult | None:
+        image_path, meta_path = self._paths(key)
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            content = image_path.read_bytes()
+        except (OSError, ValueError):
+            return None
+        if len(content) != meta.get("size"):
+            return None  # a torn entry (crash mid-write): ignore it, it will be overwritten
+        now = time.time()
+        for path in (image_path, meta_path):
+            try:
+                os.utime(path, (now, now))  # least recently *used* goes first
+            except OSError:
+                pass
+        return CachedResult(content, list(meta.get("asset_ids") or []), meta.get("cost"))
+
+    def put(self, key: str, content: bytes, asset_ids: list[str], cost: float | None) -> None:
+        if len(content) > self.max_bytes:
+            return
+        image_path, meta_path = self._paths(key)
+        try:
+            image_path.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write(image_path, content)
+            meta = {"size": len(content), "asset_ids": asset_ids, "cost": cost, "created": time.time()}
+            _atomic_write(meta_path, json.dumps(meta).encode())
+        except OSError as exc:
+            log.warning(
+                "Scenario result cache: cannot write to %s (%s); continuing without it", self.directory, exc.strerror
+            )
+            return
+        self.prune()
+
+    def prune(self) -> None:
+        """Delete least recently used entries until the folder fits ``max_bytes``."""
+        with self._lock:
+            entries = []
+            total = 0
+            for path in self.directory.glob("*/*"):
+                try:
+                    stat = path.stat()
+                except OSError:
+                    continue
+                entries.append((stat.st_mtime, stat.st_size, path))
+                total += stat.st_size
+            if total <= self.max_bytes:
+                return
+            for _, size, path in sorted(entries):
+                try:
+                    path.unlink()
+                except OSError:
+                    continue
+                total -= size
+                if total <= self.max_bytes:
+                    break
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

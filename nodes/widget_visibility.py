@@ -1,0 +1,77 @@
+"""Which Detect widgets apply to which modality and backend, derived from the table.
+
+The web extension (``web/detect_widgets.js``) hides the widgets that do not apply. It reads these
+rules from the node definition itself: ``annotate_inputs`` stores them as extra option keys on each
+schema input, so they travel in ``/object_info`` (and ``nodeData`` in the frontend) with no second
+hand-written copy in JS and no extra route. Widgets without rules (``modality``, ``backend``) are
+always shown. Hidden widgets keep their values and are still sent, so the rules are cosmetic: the
+node must behave the same without the extension (HTTP API, old frontends).
+
+Pure: no ComfyUI or torch import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from . import modalities as table
+
+# Option keys added to an input's spec in /object_info; the JS reads exactly these names.
+MODALITIES_KEY = "detect_modalities"
+BACKENDS_KEY = "detect_backends"
+
+LOCAL = "local"  # the backend that runs on this machine; every other one is remote
+LOCAL_METHOD_WIDGET = "local_method"
+
+
+def widget_rules() -> dict[str, dict[str, list[str]]]:
+    """Per widget name, the modalities and backends it applies to.
+
+    Only widgets that are sometimes hidden are listed; any widget not listed is always shown.
+    """
+    all_modalities = list(table.MODALITY_NAMES)
+    backends = list(table.BACKENDS)
+    rules: dict[str, dict[str, list[str]]] = {}
+    for name in table.PARAMS:
+        # Tuning params are sent to the API and used by the local method alike: both backends.
+        rules[name] = {
+            "modalities": [m.name for m in table.MODALITIES.values() if name in m.params],
+            "backends": backends,
+        }
+    rules[LOCAL_METHOD_WIDGET] = {
+        "modalities": [m.name for m in table.MODALITIES.values() if m.local_methods],
+        "backends": [LOCAL] if LOCAL in backends else backends,
+    }
+    remote_backends = [b for b in backends if b != LOCAL]
+    for name in table.REMOTE_OPTIONS:
+        rules[name] = {"modalities": all_modalities, "backends": remote_backends}
+    return rules
+
+
+def extra_options(widget_name: str) -> dict[str, list[str]]:
+    """The extra option keys for one widget's schema input ({} for a widget that is always shown)."""
+    rule = widget_rules().get(widget_name)
+    if rule is None:
+        return {}
+    return {MODALITIES_KEY: list(rule["modalities"]), BACKENDS_KEY: list(rule["backends"])}
+
+
+def annotate_inputs(inputs: Iterable[Any]) -> list[Any]:
+    """Attach the visibility rules to V3 schema inputs (``io.*.Input``) and return them as a list.
+
+    Every V3 ``Input`` has an ``extra_dict`` whose keys ``as_dict()`` merges into the input's
+    options (ComfyUI 0.3.75 and later), but the widget ``Input`` constructors do not take it as an
+    argument in 0.3.75, so it is set on the object here.
+    """
+    annotated = list(inputs)
+    rules = widget_rules()
+    for item in annotated:
+        name = getattr(item, "id", None)
+        if name not in rules:
+            continue
+        extra = dict(getattr(item, "extra_dict", None) or {})
+        extra[MODALITIES_KEY] = list(rules[name]["modalities"])
+        extra[BACKENDS_KEY] = list(rules[name]["backends"])
+        item.extra_dict = extra
+    return annotated

@@ -1,0 +1,89 @@
+"""controlnet-aux model-backed methods inside the real ComfyUI server, with random weights.
+
+The session server gets ``random_weights.models_root()`` as its ``scenario_detect`` models folder
+through ``extra_model_paths.yaml`` (setup step in ``random_weights.py``), downloads disabled. Each
+method runs LoadImage -> Detect -> SaveImage over HTTP; the networks are loaded once (the server
+log's "Loading <name>" lines are counted) and released when ComfyUI unloads models (POST /free).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import random_weights  # noqa: F401  (registers the models folder with the shared server)
+from comfy_host import ComfyServer
+from PIL import Image
+from test_comfyui_detect import HEIGHT, WIDTH, detect_graph, make_test_image
+
+pytestmark = pytest.mark.comfyui
+pytest.importorskip("controlnet_aux")
+
+# (modality, method, networks it loads)
+METHODS = [
+    ("mlsd", "mlsd_large", ["mlsd"]),
+    ("scribble", "pidinet_scribble", ["pidinet"]),
+    ("scribble", "hed_scribble", ["hed"]),
+    ("sketch", "lineart", ["lineart"]),
+    ("sketch", "lineart_coarse", ["lineart_coarse"]),
+    ("lineart_anime", "lineart_anime", ["lineart_anime"]),
+    ("pose", "openpose_body", ["openpose_body"]),
+    ("pose", "openpose_full", ["openpose_body", "openpose_hand", "openpose_face"]),
+]
+
+
+@pytest.fixture(scope="module")
+def image_name(comfy_server: ComfyServer) -> str:
+    return comfy_server.upload_image(make_test_image(1), name="models-test.png")
+
+
+@pytest.fixture(scope="module")
+def other_image(comfy_server: ComfyServer) -> str:
+    # Another input, so ComfyUI's execution cache cannot answer the second run without Detect.
+    return comfy_server.upload_image(make_test_image(2), name="models-test-2.png")
+
+
+def _log(server: ComfyServer) -> str:
+    return server.log_path.read_text(errors="replace")
+
+
+def _loads(server: ComfyServer, name: str) -> int:
+    return _log(server).count(f"Loading {name} from ")
+
+
+def _run(server: ComfyServer, image_name: str, modality: str, method: str) -> np.ndarray:
+    history = server.run(detect_graph(server, image_name, modality=modality, local_method=method), timeout=300)
+    [path] = server.output_images(history)
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+@pytest.mark.parametrize(("modality", "method", "networks"), METHODS, ids=[m[1] for m in METHODS])
+def test_model_method_end_to_end(
+    comfy_server: ComfyServer, image_name: str, other_image: str, modality: str, method: str, networks: list[str]
+) -> None:
+    first = _run(comfy_server, image_name, modality, method)
+    assert first.shape == (HEIGHT, WIDTH, 3)
+    loads = {n: _loads(comfy_server, n) for n in networks}
+    assert all(count >= 1 for count in loads.values()), loads
+    second = _run(comfy_server, other_image, modality, method)
+    assert second.shape == (HEIGHT, WIDTH, 3)
+    assert {n: _loads(comfy_server, n) for n in networks} == loads  # ran again, not loaded again
+    assert "memory leak" not in _log(comfy_server)  # ComfyUI's bookkeeping of our networks is clean
+
+
+def test_unload_models_releases_and_next_run_reloads(comfy_server: ComfyServer, image_name: str) -> None:
+    _run(comfy_server, image_name, "scribble", "pidinet_scribble")
+    before = _loads(comfy_server, "pidinet")
+    start = len(_log(comfy_server))
+    # What the "Free model and node cache" button sends: unload_all_models() and a cache reset.
+    status, _ = comfy_server.post_json("/free", {"unload_models": True, "free_memory": True})
+    assert status == 200
+    deadline = time.monotonic() + 30
+    while "Released pidinet" not in _log(comfy_server)[start:]:  # ComfyUI detached our patcher
+        assert time.monotonic() < deadline, "ComfyUI's unload_all_models did not release the network"
+        time.sleep(0.2)
+    _run(comfy_server, image_name, "scribble", "pidinet_scribble")
+    assert _loads(comfy_server, "pidinet") == before + 1
+    after = _log(comfy_server)[start:]
+    assert "Traceback" not in after and "memory leak" not in after

@@ -1,0 +1,167 @@
+"""Model-backed detectors (controlnet-aux networks) with random weights, through the real loaders.
+
+Random weight files (``model_weights.py``, in the release formats: PiDiNet wrapped and prefixed,
+OpenPose without stage prefixes) sit in a models folder laid out like the download
+(``<folder>/lllyasviel/Annotators/<file>``, ``random_weights.models_root()``); every detector then
+resolves, reads (``weights_only=True``), strictly loads and runs them on CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import random_weights
+import torch
+
+from scenario_detect.nodes.local import aux_detectors as ad
+from scenario_detect.nodes.local import run_local
+from scenario_detect.nodes.local.models import MODELS, ModelCache, fit_size
+from scenario_detect.nodes.local.pose_drawing import draw_people
+from scenario_detect.nodes.local.weights import WeightsUnavailable
+
+pytest.importorskip("controlnet_aux")
+
+# (modality, local method, detector function, model names in the cache)
+CASES = [
+    ("mlsd", "mlsd_large", ad.mlsd, ["mlsd"]),
+    ("scribble", "pidinet_scribble", ad.scribble_pidinet, ["pidinet"]),
+    ("scribble", "hed_scribble", ad.scribble_hed, ["hed"]),
+    ("sketch", "lineart", ad.sketch_lineart, ["lineart"]),
+    ("sketch", "lineart_coarse", ad.sketch_lineart_coarse, ["lineart_coarse"]),
+    ("lineart_anime", "lineart_anime", ad.lineart_anime, ["lineart_anime"]),
+    ("pose", "openpose_body", ad.pose_body, ["openpose_body"]),
+    ("pose", "openpose_full", ad.pose_full, ["openpose_body", "openpose_hand", "openpose_face"]),
+]
+# Small inputs and a small network resolution keep the suite quick on two cores; the full-size
+# path is the same code with other numbers (see benchmarks/bench_models.py).
+PARAMS = {"resolution": 128, "keypoint_threshold": 0.3}
+
+
+@pytest.fixture(scope="module")
+def models_dir() -> Iterator[Path]:
+    """The session's random-weight models folder (built once, cached across sessions)."""
+    root = random_weights.models_root()
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SCENARIO_DETECT_MODELS_DIR", str(root))
+    mp.setenv("SCENARIO_DETECT_OFFLINE", "1")  # a miss must fail, never reach the network
+    mp.setenv("HF_HUB_CACHE", str(root / ".empty-hf-cache"))
+    mp.setenv("SCENARIO_DETECT_DEVICE", "cpu")
+    MODELS.clear()
+    yield root
+    MODELS.clear()
+    mp.undo()
+
+
+def _image(batch: int = 2, height: int = 40, width: int = 56) -> torch.Tensor:
+    g = torch.Generator().manual_seed(3)
+    return torch.rand(batch, height, width, 3, generator=g)
+
+
+@pytest.mark.parametrize(("modality", "method", "fn", "names"), CASES, ids=[c[1] for c in CASES])
+def test_detector_runs_once_loaded(models_dir: Path, modality: str, method: str, fn, names: list[str]) -> None:
+    images = _image()
+    before = {n: MODELS.load_count(n) for n in names}
+    first = run_local(images, modality, dict(PARAMS), method=method)
+    assert first.shape == images.shape and first.dtype == torch.float32
+    assert float(first.min()) >= 0.0 and float(first.max()) <= 1.0
+    assert all(MODELS.load_count(n) == before[n] + (0 if before[n] else 1) for n in names)
+    loads = MODELS.load_count()
+    second = fn(images, dict(PARAMS))
+    assert torch.equal(first, second)  # deterministic
+    assert MODELS.load_count() == loads  # the second run reused the loaded networks
+
+
+def test_batch_equals_single_images_and_odd_sizes(models_dir: Path) -> None:
+    images = _image(batch=3, height=37, width=61)
+    batch = ad.sketch_lineart(images, {"resolution": 96, "chunk": 2})
+    singles = torch.cat([ad.sketch_lineart(images[i : i + 1], {"resolution": 96}) for i in range(3)])
+    assert batch.shape == (3, 37, 61, 3)
+    torch.testing.assert_close(batch, singles, atol=1e-5, rtol=0)
+
+
+def test_missing_weights_error_names_the_file(
+    models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SCENARIO_DETECT_MODELS_DIR", str(tmp_path / "empty"))
+    with pytest.raises(WeightsUnavailable) as caught:
+        run_local(_image(), "mlsd", {}, method="mlsd_large")
+    message = str(caught.value)
+    assert "mlsd_large_512_fp32.pth" in message
+    assert "https://huggingface.co/lllyasviel/Annotators/resolve/main/mlsd_large_512_fp32.pth" in message
+    assert str(tmp_path / "empty" / "lllyasviel" / "Annotators") in message
+
+
+def test_wrong_file_is_refused_strictly(models_dir: Path, tmp_path: Path) -> None:
+    # A lineart file where the M-LSD file should be: strict loading names the path, no fallback.
+    wrong = tmp_path / "mlsd_large_512_fp32.pth"
+    wrong.write_bytes((models_dir / "lllyasviel" / "Annotators" / "sk_model.pth").read_bytes())
+    with pytest.raises(RuntimeError, match="does not hold the weights"):
+        ModelCache().get("mlsd", wrong, ad.build_mlsd)
+
+
+def test_cache_key_and_clear(models_dir: Path, tmp_path: Path) -> None:
+    cache = ModelCache()
+    path = models_dir / "lllyasviel" / "Annotators" / "table5_pidinet.pth"
+    first = cache.get("pidinet", path, ad.build_pidinet, device=torch.device("cpu"))
+    assert cache.get("pidinet", path, ad.build_pidinet, device=torch.device("cpu")) is first
+    assert cache.load_count("pidinet") == 1
+    copy = tmp_path / "table5_pidinet.pth"
+    copy.write_bytes(path.read_bytes())
+    cache.get("pidinet", copy, ad.build_pidinet, device=torch.device("cpu"))  # another file: another entry
+    assert cache.load_count("pidinet") == 2 and len(cache.loaded()) == 2
+    cache.clear()
+    assert cache.loaded() == []
+    cache.get("pidinet", path, ad.build_pidinet, device=torch.device("cpu"))
+    assert cache.load_count("pidinet") == 3
+
+
+def test_keypoint_threshold_filters_by_confidence() -> None:
+    op = ad.aux("open_pose")
+    person = op.BodyResult(
+        [op.Keypoint(10.0, 20.0, 0.9, 0), op.Keypoint(30.0, 40.0, 0.2, 1), None] + [None] * 15, 1.1, 2
+    )
+    kept = ad.confident_keypoints(person, 0.5, height=100, width=50)
+    assert (kept[0].x, kept[0].y) == (0.2, 0.2) and kept[1] is None and kept[2] is None
+    loose = ad.confident_keypoints(person, 0.1, height=100, width=50)
+    assert (loose[1].x, loose[1].y) == (0.6, 0.4)
+    both = draw_people([(loose, None, None, None)], 100, 50)
+    one = draw_people([(kept, None, None, None)], 100, 50)
+    none = draw_people([(ad.confident_keypoints(person, 1.0, 100, 50), None, None, None)], 100, 50)
+    # Nose (keypoint 1) to neck (2) is a limb: drawn only when both ends pass the threshold.
+    assert both.sum() > one.sum() > 0 and not none.any()
+    assert tuple(both[20, 10]) == (255, 0, 0)  # the nose dot in OpenPose's first colour (RGB)
+
+
+def test_hand_and_face_drawing() -> None:
+    hand = [ad._Point(0.1 + 0.02 * i, 0.5 + 0.01 * i) for i in range(21)]
+    face = [ad._Point(0.5, 0.2), ad._Point(-1.0, -1.0)]  # negative: not detected
+    canvas = draw_people([([None] * 18, hand, None, face)], 100, 100)
+    assert canvas.any() and tuple(canvas[20, 50]) == (255, 255, 255)
+
+
+def test_fit_size_keeps_aspect_and_multiples() -> None:
+    assert fit_size(512, 512, 512, 64) == (512, 512)
+    h, w = fit_size(720, 1280, 512, 64)
+    assert (h, w) == (512, 896) and h % 64 == 0 and w % 64 == 0
+    assert fit_size(10, 3000, 512, 256) == (256, 2048)  # a sliver: the long side is capped at 4x
+    assert np.all(np.array(fit_size(7, 5, 64, 8)) % 8 == 0)
+
+
+def test_hand_and_face_estimators_run_on_our_networks(models_dir: Path) -> None:
+    # Random body weights find no person, so exercise the hand/face stages on a crop directly.
+    op = ad.aux("open_pose")
+    root = models_dir / "lllyasviel" / "Annotators"
+    hand = ad._estimator(
+        op.Hand, MODELS.get("openpose_hand", root / "hand_pose_model.pth", ad.build_openpose_hand, half_ok=False)
+    )
+    face = ad._estimator(
+        op.Face, MODELS.get("openpose_face", root / "facenet.pth", ad.build_openpose_face, half_ok=False)
+    )
+    crop = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
+    assert hand(crop).shape == (21, 2)
+    heatmaps = face(crop)
+    assert heatmaps.shape[0] == 71  # 70 landmarks + background
+    face.compute_peaks_from_heatmaps(heatmaps)  # random heatmaps have no peak over the threshold

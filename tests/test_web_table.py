@@ -1,0 +1,76 @@
+"""The data the web extension reads matches the node schema and the modality table (no browser).
+
+The extension (web/detect_widgets.js) reads each input's ``detect_modalities``/``detect_backends``
+options from the node definition in /object_info. These tests check that data against
+``modalities.as_json()`` and that the JS holds no copy of the table.
+"""
+
+from __future__ import annotations
+
+import re
+
+from comfy_host import REPO_ROOT, ComfyServer
+
+from scenario_detect.nodes import modalities as table
+from scenario_detect.nodes import widget_visibility as wv
+
+JS_PATH = REPO_ROOT / "web" / "detect_widgets.js"
+
+
+def test_rules_follow_the_table() -> None:
+    data = table.as_json()
+    rules = wv.widget_rules()
+    for param in data["params"]:
+        expected = [name for name, m in data["modalities"].items() if param in m["params"]]
+        assert rules[param]["modalities"] == expected, param
+        assert wv.LOCAL in rules[param]["backends"]
+    with_local = [name for name, m in data["modalities"].items() if m["local_methods"]]
+    assert rules[wv.LOCAL_METHOD_WIDGET] == {"modalities": with_local, "backends": [wv.LOCAL]}
+    # Every modality's params are covered, and the issue's examples hold.
+    for name, modality in data["modalities"].items():
+        shown = {w for w, rule in rules.items() if name in rule["modalities"]}
+        assert set(modality["params"]) <= shown, name
+    canny = {w for w, r in rules.items() if "canny" in r["modalities"]} - {wv.LOCAL_METHOD_WIDGET}
+    assert canny >= {"low_threshold", "high_threshold"}
+    grayscale = {w for w, r in rules.items() if "grayscale" in r["modalities"]}
+    assert {"factor", "min_threshold", "max_threshold", "remove_background"} <= grayscale
+    assert "keypoint_threshold" in {w for w, r in rules.items() if "pose" in r["modalities"]}
+
+
+def test_remote_only_options_apply_to_remote_backends_only() -> None:
+    rules = wv.widget_rules()
+    assert table.REMOTE_OPTIONS, "no remote-only option to check"
+    for name in table.REMOTE_OPTIONS:
+        assert wv.LOCAL not in rules[name]["backends"], name
+        assert rules[name]["modalities"] == list(table.MODALITY_NAMES), name
+
+
+def test_object_info_carries_the_rules(comfy_server: ComfyServer) -> None:
+    """What the frontend receives as nodeData equals the rules built from the table."""
+    info = comfy_server.object_info("Detect")
+    inputs = {**info["input"].get("required", {}), **info["input"].get("optional", {})}
+    rules = wv.widget_rules()
+    served = {}
+    for name, spec in inputs.items():
+        options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+        if wv.MODALITIES_KEY in options or wv.BACKENDS_KEY in options:
+            served[name] = {"modalities": options[wv.MODALITIES_KEY], "backends": options[wv.BACKENDS_KEY]}
+    assert served == {name: rule for name, rule in rules.items() if name in inputs}
+    # Every tuning widget of the table is on the node and annotated; modality is always shown.
+    assert set(table.PARAMS) <= set(served)
+    assert "modality" not in served
+    assert "backend" not in served
+    assert set(table.REMOTE_OPTIONS) <= set(served)
+    # The annotated inputs keep their ordinary options (the rules are added, nothing replaced).
+    low = inputs["low_threshold"][1]
+    param = table.PARAMS["low_threshold"]
+    assert (low["default"], low["min"], low["max"]) == (param.default, param.min, param.max)
+
+
+def test_extension_has_no_copy_of_the_table() -> None:
+    source = JS_PATH.read_text()
+    for key in (wv.MODALITIES_KEY, wv.BACKENDS_KEY):
+        assert f'"{key}"' in source, f"the extension must read the option key {key}"
+    strings = set(re.findall(r'"([^"\\]*)"', source))
+    copied = strings & (set(table.MODALITY_NAMES) | set(table.PARAMS))
+    assert not copied, f"web/detect_widgets.js names table entries itself: {sorted(copied)}"

@@ -1,0 +1,196 @@
+// Detect node: show only the widgets that apply to the selected modality and backend, and show
+// the remote job's status/cost text after a run.
+//
+// Purely cosmetic: hidden widgets keep their values and are still serialised and sent, so a
+// workflow behaves the same without this file (HTTP API, older frontends).
+//
+// The rules are not written here: the node definition carries them. Each input that is sometimes
+// hidden has the option keys `detect_modalities` / `detect_backends` in /object_info, built from
+// nodes/modalities.py by nodes/widget_visibility.py. A widget without them is always shown.
+import { app } from "../../scripts/app.js";
+
+const NODE_CLASS = "Detect";
+const MODALITIES_KEY = "detect_modalities";
+const BACKENDS_KEY = "detect_backends";
+const STATUS_WIDGET = "detect_status";
+
+// Read the per-widget rules from a V1 node definition (/object_info entry).
+function rulesFromNodeDef(nodeData) {
+  const rules = new Map();
+  for (const section of ["required", "optional"]) {
+    const inputs = nodeData?.input?.[section] ?? {};
+    for (const [name, spec] of Object.entries(inputs)) {
+      const options = Array.isArray(spec) ? spec[1] : undefined;
+      if (!options || typeof options !== "object") continue;
+      const modalities = options[MODALITIES_KEY];
+      const backends = options[BACKENDS_KEY];
+      if (!Array.isArray(modalities) && !Array.isArray(backends)) continue;
+      rules.set(name, {
+        modalities: Array.isArray(modalities) ? modalities : null,
+        backends: Array.isArray(backends) ? backends : null,
+      });
+    }
+  }
+  return rules;
+}
+
+// Litegraph with LGraphNode.isWidgetVisible (1.32 and later) skips `widget.hidden` widgets when
+// drawing; older ones need the historic trick of a changed type. Both get a zero-height
+// computeSize: the 1.32 layout (LGraphNode.arrange) still reserves room for hidden widgets.
+function frontendHonoursHidden() {
+  const proto = globalThis.LGraphNode?.prototype ?? globalThis.LiteGraph?.LGraphNode?.prototype;
+  return typeof proto?.isWidgetVisible === "function";
+}
+
+const ZERO_SIZE = () => [0, -4]; // litegraph adds 4 px per widget: -4 makes it take no room
+
+function setWidgetShown(widget, shown) {
+  if (!widget.__detectSaved) {
+    // Keep what is needed to bring the widget back exactly as it was.
+    const own = Object.prototype.hasOwnProperty.call(widget, "computeSize");
+    widget.__detectSaved = { type: widget.type, ownComputeSize: own ? widget.computeSize : undefined, own };
+  }
+  const saved = widget.__detectSaved;
+  const legacy = !frontendHonoursHidden();
+  widget.hidden = !shown;
+  // Frontend 1.32's Vue nodes ("Nodes 2.0") read `options.hidden` instead (newer ones read both).
+  if (widget.options && typeof widget.options === "object") widget.options.hidden = !shown;
+  if (shown) {
+    if (saved.own) widget.computeSize = saved.ownComputeSize;
+    else delete widget.computeSize;
+    if (legacy) widget.type = saved.type;
+  } else {
+    widget.computeSize = ZERO_SIZE;
+    if (legacy) widget.type = "hidden";
+  }
+}
+
+function widgetValue(node, name) {
+  return node.widgets?.find((w) => w.name === name)?.value;
+}
+
+function applies(rule, modality, backend) {
+  if (rule.modalities && modality != null && !rule.modalities.includes(modality)) return false;
+  // No backend widget (or an unknown value): do not filter on it.
+  if (rule.backends && backend != null && !rule.backends.includes(backend)) return false;
+  return true;
+}
+
+function applyVisibility(node, rules) {
+  if (!node.widgets || rules.size === 0) return;
+  const modality = widgetValue(node, "modality");
+  const backend = widgetValue(node, "backend");
+  let changed = false;
+  for (const widget of node.widgets) {
+    const rule = rules.get(widget.name);
+    if (!rule) continue;
+    // A widget converted to an input socket (older frontends) is driven by a link: leave it.
+    if (widget.type === "converted-widget") continue;
+    const shown = applies(rule, modality, backend);
+    if (!widget.hidden !== shown) {
+      setWidgetShown(widget, shown);
+      changed = true;
+    }
+  }
+  if (changed) {
+    refreshVueNode(node);
+    fitHeight(node);
+  }
+}
+
+// Vue nodes (frontend 1.32) re-render a node's widgets only when its widgets array changes, not
+// when a widget's flag does: take the widgets out and put them back, in place and in order.
+function refreshVueNode(node) {
+  if (!globalThis.LiteGraph?.vueNodesMode || !Array.isArray(node.widgets)) return;
+  const widgets = node.widgets.splice(0, node.widgets.length);
+  node.widgets.push(...widgets);
+}
+
+function fitHeight(node) {
+  if (typeof node.computeSize !== "function" || typeof node.setSize !== "function") return;
+  const min = node.computeSize();
+  node.setSize([Math.max(node.size?.[0] ?? 0, min[0]), min[1]]);
+  node.setDirtyCanvas?.(true, true);
+  node.graph?.setDirtyCanvas?.(true, true);
+}
+
+// Re-apply when the modality or backend combo changes (wrapping, not replacing, the callback).
+function watchCombos(node, rules) {
+  for (const name of ["modality", "backend"]) {
+    const widget = node.widgets?.find((w) => w.name === name);
+    if (!widget || widget.__detectWatched) continue;
+    widget.__detectWatched = true;
+    const original = widget.callback;
+    widget.callback = function (...args) {
+      const result = original?.apply(this, args);
+      applyVisibility(node, rules);
+      return result;
+    };
+  }
+}
+
+// The remote job's status/cost text, when the node returns ui={"text": [...]}.
+function showStatus(node, output) {
+  const lines = output?.text;
+  if (!Array.isArray(lines) || lines.length === 0) return;
+  // One line: a litegraph text widget draws a single line (and is the same in every frontend).
+  const text = lines.map(String).join(" · ");
+  let widget = node.widgets?.find((w) => w.name === STATUS_WIDGET);
+  if (!widget) {
+    if (typeof node.addWidget !== "function") return;
+    // serialize:false keeps it out of the prompt and of widgets_values (saved workflows).
+    widget = node.addWidget("text", STATUS_WIDGET, text, () => {}, { serialize: false });
+    widget.serialize = false;
+    widget.label = "status";
+    // Read-only: an edit is undone at once (`disabled` would also grey out the text in 1.32).
+    widget.callback = () => {
+      widget.value = widget.__detectText;
+    };
+  }
+  widget.__detectText = text;
+  widget.value = text;
+  fitHeight(node);
+}
+
+app.registerExtension({
+  name: "scenario.detect.widgets",
+
+  async beforeRegisterNodeDef(nodeType, nodeData) {
+    if (nodeData?.name !== NODE_CLASS) return;
+    const rules = rulesFromNodeDef(nodeData);
+    // Exposed for tests and debugging: the exact rules this extension applies.
+    nodeType.detectWidgetRules = rules;
+
+    const onNodeCreated = nodeType.prototype.onNodeCreated;
+    nodeType.prototype.onNodeCreated = function (...args) {
+      const result = onNodeCreated?.apply(this, args);
+      watchCombos(this, rules);
+      applyVisibility(this, rules);
+      return result;
+    };
+
+    // Covers loading a saved workflow, pasting and undo/redo: all go through configure().
+    const onConfigure = nodeType.prototype.onConfigure;
+    nodeType.prototype.onConfigure = function (...args) {
+      const result = onConfigure?.apply(this, args);
+      watchCombos(this, rules);
+      applyVisibility(this, rules);
+      return result;
+    };
+
+    const onExecuted = nodeType.prototype.onExecuted;
+    nodeType.prototype.onExecuted = function (output, ...rest) {
+      const result = onExecuted?.apply(this, [output, ...rest]);
+      showStatus(this, output);
+      return result;
+    };
+  },
+
+  // Also re-apply after a whole workflow has loaded (values are all set by then).
+  loadedGraphNode(node) {
+    const rules = node?.constructor?.detectWidgetRules;
+    if (node?.comfyClass !== NODE_CLASS || !rules) return;
+    watchCombos(node, rules);
+    applyVisibility(node, rules);
+  },
+});
