@@ -8,8 +8,12 @@ log's "Loading <name>" lines are counted) and released when ComfyUI unloads mode
 
 from __future__ import annotations
 
+import hashlib
+import http.server
+import threading
 import time
 
+import comfy_host
 import numpy as np
 import pytest
 import random_weights  # noqa: F401  (registers the models folder with the shared server)
@@ -87,3 +91,59 @@ def test_unload_models_releases_and_next_run_reloads(comfy_server: ComfyServer, 
     assert _loads(comfy_server, "pidinet") == before + 1
     after = _log(comfy_server)[start:]
     assert "Traceback" not in after and "memory leak" not in after
+
+
+class _Hub(http.server.BaseHTTPRequestHandler):
+    """Serves the random PiDiNet file at its hub URL, announcing its SHA-256 like the hub."""
+
+    payload = b""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        if self.path != "/lllyasviel/Annotators/resolve/main/table5_pidinet.pth":
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.payload)))
+        self.send_header("X-Linked-Etag", f'"{hashlib.sha256(self.payload).hexdigest()}"')
+        self.end_headers()
+        self.wfile.write(self.payload)
+
+
+def test_missing_weights_are_downloaded_into_the_models_folder(tmp_path) -> None:
+    """A server with an empty models folder (given by extra_model_paths.yaml) and downloads allowed:
+    the first run fetches the file over HTTP (a loopback hub) into that folder, then runs."""
+    _Hub.payload = (random_weights.models_root() / "lllyasviel" / "Annotators" / "table5_pidinet.pth").read_bytes()
+    hub = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hub)
+    threading.Thread(target=hub.serve_forever, daemon=True).start()
+    models, empty = tmp_path / "models", tmp_path / "empty"
+    models.mkdir()
+    empty.mkdir()
+    options = comfy_host.ServerOptions(
+        extra_paths={"scenario_detect": str(models)},
+        env={
+            "HF_ENDPOINT": f"http://127.0.0.1:{hub.server_address[1]}",
+            "SCENARIO_DETECT_OFFLINE": "0",
+            "HF_HUB_OFFLINE": "0",
+            "HF_HUB_CACHE": str(empty),
+            "SCENARIO_DETECT_MODELS_DIR": "",
+            "AUX_ANNOTATOR_CKPTS_PATH": str(empty),
+        },
+    )
+    try:
+        with comfy_host.start_server(options, name="download") as server:
+            name = server.upload_image(make_test_image(0), name="download.png")
+            result = _run(server, name, "scribble", "pidinet_scribble")
+            log = _log(server)
+    finally:
+        hub.shutdown()
+        hub.server_close()
+    path = models / "lllyasviel" / "Annotators" / "table5_pidinet.pth"
+    assert path.read_bytes() == _Hub.payload
+    assert sorted(p.name for p in path.parent.iterdir()) == ["table5_pidinet.pth"]  # no temp file left
+    assert result.shape == (HEIGHT, WIDTH, 3)
+    assert "Downloading table5_pidinet.pth" in log and f"Loading pidinet from {path}" in log

@@ -245,3 +245,15 @@ def test_safetensors_are_read(tmp_path: Path) -> None:
 
 class _Pickled:
     """Any non-tensor object: weights_only=True must refuse to rebuild it."""
+
+
+def test_repo_folder_offline_names_every_missing_file(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCENARIO_DETECT_OFFLINE", "1")
+    _put(env / "models" / "someorg" / "somerepo" / "config.json")
+    with pytest.raises(WeightsUnavailable) as caught:
+        weights.repo_folder("someorg/somerepo", ["config.json", "a.safetensors", "b.json"], env / "models")
+    message = str(caught.value)
+    assert "config.json" not in message.split("Download", 1)[1].split(" from ", 1)[0]
+    for name in ("a.safetensors", "b.json"):
+        assert f"http://127.0.0.1:9/someorg/somerepo/resolve/main/{name}" in message
+    assert str(env / "models" / "someorg" / "somerepo") in message

@@ -8,10 +8,15 @@ Public API (model-backed detectors use only this):
   many times a network was built from disk (tests assert a second run does not reload).
 - ``MODELS.get(name, path, build, half_ok=True) -> Loaded``: the network built by ``build(path)``
   (a CPU float32 ``torch.nn.Module`` with its weights loaded strictly), moved to the device and
-  dtype, ready for inference. The key is (name, file path, device, dtype).
+  dtype, ready for inference. The key is (name, file path, device, dtype). ``path`` may be a folder
+  (a whole repository). Inside ComfyUI the module's ``.device`` attribute must be assignable
+  (``ModelPatcher`` sets it): wrap a transformers ``PreTrainedModel`` (read-only ``device``) in a
+  plain ``nn.Module``.
 - ``Loaded.module`` / ``.device`` / ``.dtype``; ``Loaded.prepare(x)`` moves an input there.
 - ``run_chunks(images, chunk, fn)``: run ``fn`` over a [B,H,W,3] batch in chunks, with progress
-  and interrupt checks between chunks, into one preallocated output.
+  and interrupt checks between chunks, into one preallocated output. ``fn`` may return
+  [b,H,W,3] or [b,H,W,1] (broadcast to 3 channels), any dtype or device; it is copied and the copy
+  clamped to 0..1, so ``fn``'s own tensor is never modified.
 - ``to_model(images, size)`` / ``from_model(maps, height, width)``: resize a chunk in and out.
 
 Memory, inside ComfyUI: each network is wrapped in a ``comfy.model_patcher.ModelPatcher`` and
@@ -202,8 +207,8 @@ def run_chunks(images: torch.Tensor, chunk: int, fn: Callable[[torch.Tensor], to
         for start in range(0, batch, chunk):
             host.throw_if_interrupted()
             stop = min(batch, start + chunk)
-            out[start:stop] = fn(images[start:stop])  # copies (and casts) into the output
-            out[start:stop].clamp_(0.0, 1.0)
+            out[start:stop] = fn(images[start:stop]).to("cpu")  # copies (and casts) into the output
+            out[start:stop].nan_to_num_(0.0).clamp_(0.0, 1.0)  # fp16 overflow must not reach the image
             progress(stop)
     return out
 

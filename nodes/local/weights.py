@@ -179,7 +179,7 @@ def controlnet_aux_ckpts_dirs() -> list[Path]:
         except KeyError:
             pass
     # This pack lives in custom_nodes/<pack>/nodes/local/weights.py when installed by folder.
-    roots.append(Path(__file__).resolve().parents[3])
+    roots.append(Path(os.path.abspath(__file__)).parents[3])  # not resolved: a symlinked pack counts
     for root in roots:
         d = root / "comfyui_controlnet_aux" / "ckpts"
         if d not in dirs:
@@ -253,9 +253,17 @@ def repo_folder(
         if all((folder / f).is_file() for f in filenames):
             return folder
     dest = target_folder(repo, models_dir)
-    for name in filenames:
-        if not (dest / name).is_file():
-            _fetch(WeightFile(repo, name, description), dest / name)
+    missing = [name for name in filenames if not (dest / name).is_file()]
+    if offline() and missing:
+        urls = ", ".join(WeightFile(repo, name).url for name in missing)
+        what = f" ({description})" if description else ""
+        raise WeightsUnavailable(
+            f"The model '{repo}'{what} is not on this machine and downloads are disabled (offline mode). "
+            f"Download {', '.join(missing)} from {urls} and put them in the folder {dest}; then run again. "
+            f"A complete copy in the Hugging Face cache ({hf_cache_dir()}) is found too."
+        )
+    for name in missing:
+        _fetch(WeightFile(repo, name, description), dest / name)
     return dest
 
 
