@@ -9,7 +9,8 @@ EXAMPLE = ROOT / "example_workflows" / "detect_canny.json"
 
 
 def load_generator():
-    spec = importlib.util.spec_from_file_location("make_example_workflow", ROOT / "scripts" / "make_example_workflow.py")
+    script = ROOT / "scripts" / "make_example_workflow.py"
+    spec = importlib.util.spec_from_file_location("make_example_workflow", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
