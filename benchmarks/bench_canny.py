@@ -41,14 +41,24 @@ def comfyui_dir() -> Path | None:
     return None
 
 
+def import_comfyui(comfy: Path) -> None:
+    """Put a ComfyUI tree on sys.path, configured as `main.py --cpu` would (no GPU here)."""
+    if str(comfy) not in sys.path:
+        sys.path.insert(0, str(comfy))
+    import comfy.cli_args
+
+    if not torch.cuda.is_available():
+        comfy.cli_args.args.cpu = True
+
+
 def detect_entry():
     """A callable IMAGE -> IMAGE going through the Detect node when ComfyUI is importable."""
     import importlib
 
     comfy = comfyui_dir()
     if comfy is not None:
-        sys.path.insert(0, str(comfy))
         try:
+            import_comfyui(comfy)
             detect = importlib.import_module("scenario_detect.nodes.detect")
 
             def through_node(images: torch.Tensor) -> torch.Tensor:
@@ -131,12 +141,12 @@ def main() -> int:
             if comfy is None:
                 print("  (e) skipped: no ComfyUI tree found")
             else:
-                sys.path.insert(0, str(comfy))
+                import_comfyui(comfy)
                 from comfy_extras.nodes_canny import Canny
 
                 one = images[:1]
                 start = time.perf_counter()
-                Canny.execute(one, 0.4, 0.8)
+                Canny.execute(one, 0.4, 0.8)  # kornia: no meaningful warm-up, it is seconds per image
                 kornia_ms = (time.perf_counter() - start) * 1000
                 print(f"  (e) ComfyUI built-in Canny (kornia, CPU), 1 image: {kornia_ms:.0f} ms"
                       f" = {kornia_ms / ours:.0f}x Detect")
