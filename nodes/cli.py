@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(encode_png(np.ascontiguousarray(maps[0].numpy())))
             print(f"{source} -> {target} ({args.modality}, {frame.shape[1]}x{frame.shape[0]})")
-    except ValueError as error:
+    except (ValueError, OSError) as error:  # OSError: missing weights, unreadable files
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -119,7 +119,7 @@ ORDERED_PAIRS: tuple[tuple[str, str], ...] = (
 )
 
 _OPENCV = "opencv_detectors"
-# Model-backed methods (optional extra [models]: controlnet-aux). Where a weight-free method exists
+# Model-backed methods (controlnet-aux networks, transformers models). Where a weight-free method exists
 # it stays first, so `auto` never starts a download nobody asked for; choosing the model by name
 # downloads its weights once (see nodes/local/weights.py).
 _AUX = "aux_detectors"

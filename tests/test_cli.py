@@ -68,3 +68,19 @@ def test_unreadable_input_is_reported(tmp_path):
     result = cli(str(bogus), str(tmp_path / "missing.png"), "-o", str(tmp_path / "out"))
     assert result.returncode == 2
     assert "not a readable image" in result.stderr
+
+
+def test_missing_weights_offline_is_a_message_not_a_traceback(photo, tmp_path):
+    import os
+
+    env = os.environ | {
+        "SCENARIO_DETECT_OFFLINE": "1", "SCENARIO_DETECT_MODELS_DIR": str(tmp_path / "models"),
+        "HF_HUB_CACHE": str(tmp_path / "hf"), "HF_HOME": str(tmp_path / "hf_home"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "scenario_detect", str(photo), "-m", "depth", "-o", str(tmp_path / "d.png")],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "error:" in result.stderr and str(tmp_path / "models") in result.stderr

@@ -17,7 +17,7 @@ import comfy_host
 import numpy as np
 import pytest
 import random_weights  # noqa: F401  (registers the models folder with the shared server)
-from comfy_host import ComfyServer
+from comfy_host import ComfyServer, PromptFailed
 from PIL import Image
 from test_comfyui_detect import HEIGHT, WIDTH, detect_graph, make_test_image
 
@@ -97,6 +97,7 @@ class _Hub(http.server.BaseHTTPRequestHandler):
     """Serves the random PiDiNet file at its hub URL, announcing its SHA-256 like the hub."""
 
     payload = b""
+    slow_requests = 0  # the first N requests trickle (64 KiB every 0.2 s), so a Cancel lands mid-file
 
     def log_message(self, *args: object) -> None:
         pass
@@ -111,13 +112,25 @@ class _Hub(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(self.payload)))
         self.send_header("X-Linked-Etag", f'"{hashlib.sha256(self.payload).hexdigest()}"')
         self.end_headers()
-        self.wfile.write(self.payload)
+        if _Hub.slow_requests <= 0:
+            self.wfile.write(self.payload)
+            return
+        _Hub.slow_requests -= 1
+        try:
+            for start in range(0, len(self.payload), 1 << 16):
+                self.wfile.write(self.payload[start : start + (1 << 16)])
+                self.wfile.flush()
+                time.sleep(0.2)
+        except OSError:  # the client hung up: that is the point
+            pass
 
 
 def test_missing_weights_are_downloaded_into_the_models_folder(tmp_path) -> None:
-    """A server with an empty models folder (given by extra_model_paths.yaml) and downloads allowed:
-    the first run fetches the file over HTTP (a loopback hub) into that folder, then runs."""
+    """A server with an empty models folder (given by extra_model_paths.yaml) and downloads allowed.
+    A run cancelled mid-download leaves neither the file nor its temp file; the next run fetches the
+    file over HTTP (a loopback hub) into that folder, then runs."""
     _Hub.payload = (random_weights.models_root() / "lllyasviel" / "Annotators" / "table5_pidinet.pth").read_bytes()
+    _Hub.slow_requests = 1
     hub = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hub)
     threading.Thread(target=hub.serve_forever, daemon=True).start()
     models, empty = tmp_path / "models", tmp_path / "empty"
@@ -137,6 +150,19 @@ def test_missing_weights_are_downloaded_into_the_models_folder(tmp_path) -> None
     try:
         with comfy_host.start_server(options, name="download") as server:
             name = server.upload_image(make_test_image(0), name="download.png")
+            folder = models / "lllyasviel" / "Annotators"
+            prompt = server.queue_prompt(
+                detect_graph(server, name, modality="scribble", local_method="pidinet_scribble")
+            )
+            deadline = time.monotonic() + 60
+            while not (folder / "table5_pidinet.pth.incomplete").is_file():  # the download has started
+                assert time.monotonic() < deadline, "the download never started"
+                time.sleep(0.05)
+            server.interrupt()
+            with pytest.raises(PromptFailed) as cancelled:
+                server.wait_for(prompt, timeout=60)
+            assert cancelled.value.error["event"] == "execution_interrupted"
+            assert list(folder.iterdir()) == []  # no partial file, no temp file
             result = _run(server, name, "scribble", "pidinet_scribble")
             log = _log(server)
     finally:

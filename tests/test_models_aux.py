@@ -165,3 +165,103 @@ def test_hand_and_face_estimators_run_on_our_networks(models_dir: Path) -> None:
     heatmaps = face(crop)
     assert heatmaps.shape[0] == 71  # 70 landmarks + background
     face.compute_peaks_from_heatmaps(heatmaps)  # random heatmaps have no peak over the threshold
+
+
+def _reference(method: str):
+    """controlnet-aux's own detector for ``method``, around the network our cache loaded."""
+    import controlnet_aux as ca
+
+    root = random_weights.models_root() / "lllyasviel" / "Annotators"
+    net = {
+        "mlsd_large": ("mlsd", "mlsd_large_512_fp32.pth", ad.build_mlsd),
+        "pidinet_scribble": ("pidinet", "table5_pidinet.pth", ad.build_pidinet),
+        "hed_scribble": ("hed", "ControlNetHED.pth", ad.build_hed),
+        "lineart": ("lineart", "sk_model.pth", ad.build_lineart),
+        "lineart_coarse": ("lineart_coarse", "sk_model2.pth", ad.build_lineart),
+        "lineart_anime": ("lineart_anime", "netG.pth", ad.build_lineart_anime),
+    }[method]
+    module = MODELS.get(net[0], root / net[1], net[2], device=torch.device("cpu")).module
+    return {
+        "mlsd_large": lambda: (ca.MLSDdetector(module), {}),
+        "pidinet_scribble": lambda: (ca.PidiNetDetector(module), {"scribble": True}),
+        "hed_scribble": lambda: (ca.HEDdetector(module), {"scribble": True}),
+        "lineart": lambda: (ca.LineartDetector(module, module), {}),
+        "lineart_coarse": lambda: (ca.LineartDetector(module, module), {"coarse": True}),
+        "lineart_anime": lambda: (ca.LineartAnimeDetector(module), {}),
+    }[method]()
+
+
+PARITY = [c for c in CASES if c[1] in ("mlsd_large", "lineart", "lineart_coarse", "lineart_anime")]
+
+
+def _u8(image: torch.Tensor) -> np.ndarray:
+    return (image[0].numpy() * 255.0 + 0.5).astype(np.uint8)
+
+
+@pytest.mark.parametrize(("modality", "method", "fn", "names"), PARITY, ids=[c[1] for c in PARITY])
+def test_matches_controlnet_aux_reference(models_dir: Path, modality: str, method: str, fn, names) -> None:
+    """At 512x512 (no resizing on either side) our map equals the reference pipeline's, up to its
+    uint8 rounding: same input convention (channel order, scaling), same post-processing."""
+    image = _image(batch=1, height=512, width=512)
+    ours = fn(image, {})[0].numpy()
+    detector, kwargs = _reference(method)
+    ref = detector(_u8(image), detect_resolution=512, image_resolution=512, output_type="np", **kwargs)
+    ref = ref.astype(np.float32) / 255.0
+    assert ref.shape == ours.shape and ref.std() > 0.01  # a map with content, not a flat image
+    differ = np.abs(ours - ref) > 0.1
+    lit = ref > 0.5
+    # Relative to the smaller of the two classes, so a sparse line map cannot pass by being black.
+    assert differ.mean() <= 0.02 * min(lit.mean(), 1.0 - lit.mean()) + 1e-5, f"{differ.mean():.3%} differ"
+
+
+SOFT_EDGES = {
+    "pidinet_scribble": ("pidinet", "table5_pidinet.pth", ad.build_pidinet, ad.pidinet_edges),
+    "hed_scribble": ("hed", "ControlNetHED.pth", ad.build_hed, ad.hed_edges),
+}
+
+
+@pytest.mark.parametrize("method", list(SOFT_EDGES))
+def test_soft_edges_match_controlnet_aux_reference(models_dir: Path, method: str) -> None:
+    """PiDiNet and HED before the scribble step (random weights give maps near 0.5, where the
+    scribble threshold is meaningless): BGR vs RGB, 0..1 vs 0..255 inputs and side-output fusion."""
+    name, filename, build, edges = SOFT_EDGES[method]
+    image = _image(batch=1, height=512, width=512)
+    u8 = _u8(image)
+    quantised = torch.from_numpy(u8.astype(np.float32) / 255.0)[None]  # the reference sees uint8
+    loaded = MODELS.get(
+        name, models_dir / "lllyasviel" / "Annotators" / filename, build, half_ok=False, device=torch.device("cpu")
+    )
+    with torch.inference_mode():
+        ours = edges(loaded, quantised, (512, 512))[0, 0].numpy()
+    detector, _ = _reference(method)
+    ref = detector(u8, detect_resolution=512, image_resolution=512, output_type="np")[..., 0] / 255.0
+    assert float(np.abs(ours - ref).max()) <= 1.01 / 255.0  # the reference truncates to uint8
+
+
+def test_scribble_thinning_matches_controlnet_reference() -> None:
+    """Our non-maximum suppression + blur + threshold against controlnet-aux's ``nms`` recipe."""
+    import cv2
+
+    util = ad.aux("util")
+    canvas = np.zeros((256, 256), np.uint8)
+    cv2.line(canvas, (20, 30), (230, 200), 255, 3)
+    cv2.circle(canvas, (128, 128), 60, 200, 5)
+    soft = cv2.GaussianBlur(canvas, (0, 0), 4.0)
+    soft = (soft.astype(np.float32) * (255.0 / soft.max())).astype(np.uint8)
+    ref = util.nms(soft, 127, 3.0)
+    ref = cv2.GaussianBlur(ref, (0, 0), 3.0)
+    ref = (ref > 4).astype(np.float32)
+    ours = ad._thin_lines(soft.astype(np.float32) / 255.0)
+    assert ref.mean() > 0.01
+    assert float(np.mean(ours != ref)) < 0.002
+
+
+def test_body_drawing_matches_openpose_reference() -> None:
+    op = ad.aux("open_pose")
+    rng = np.random.default_rng(5)
+    points = [ad._Point(float(x), float(y)) for x, y in rng.uniform(0.1, 0.9, (18, 2))]
+    points[4] = points[11] = None  # missing joints: their limbs are skipped
+    ours = draw_people([(points, None, None, None)], 240, 320)
+    ref = op.util.draw_bodypose(np.zeros((240, 320, 3), np.uint8), points)
+    assert ref.any()
+    assert float(np.mean(np.any(ours != ref, axis=-1))) < 0.005  # ellipse rasterising at the edges

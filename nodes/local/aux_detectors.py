@@ -1,9 +1,10 @@
-"""Model-backed detectors built on the network classes of ``controlnet-aux`` (optional extra ``[models]``).
+"""Model-backed detectors built on the network classes of ``controlnet-aux`` (a dependency, imported lazily).
 
 Each detector has the local-method signature ``fn(images [B,H,W,3] float32 CPU, params) ->
 [B,H,W,3] float32 0..1`` with the input's H and W: the image is resized so its short side is
 ``params.get("resolution", 512)`` (the size the networks were trained at; a programmatic option,
-not a widget), run in chunks of ``params.get("chunk", 4)``, and the map is resized back exactly.
+not a widget), run in chunks (``params.get("chunk")``, default ``models.default_chunk``: 1 on CPU,
+4 on GPU), and the map is resized back exactly.
 
 Only the network classes come from controlnet-aux; the weights are found or downloaded by
 ``weights.py`` (never ``hf_hub_download``), read with ``torch.load(weights_only=True)`` and loaded
@@ -17,6 +18,7 @@ Weights (all from https://huggingface.co/lllyasviel/Annotators) are described in
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -25,8 +27,9 @@ from typing import Any, NamedTuple
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from .models import MODELS, Loaded, fit_size, from_model, run_chunks, to_model
+from .models import MODELS, Loaded, default_chunk, fit_size, from_model, run_chunks, to_model
 from .pose_drawing import draw_people
 from .weights import WeightFile, load_state_dict, weight_path
 
@@ -59,13 +62,19 @@ def aux(module: str) -> ModuleType:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # timm / torch.jit deprecation noise from its __init__
-            return importlib.import_module(f"controlnet_aux.{module}")
+            return importlib.import_module(f"controlnet_aux.{module}" if module else "controlnet_aux")
     except ImportError as exc:
         raise RuntimeError(
-            "this local method needs the optional package controlnet-aux: install it into ComfyUI's "
-            "Python with `pip install controlnet-aux` (or `pip install comfyui-scenario-detect[models]`), "
+            "this local method needs the package controlnet-aux (in this pack's requirements.txt): "
+            "install it into ComfyUI's Python with `pip install controlnet-aux==0.0.10`, "
             f"then restart ComfyUI ({exc})"
         ) from exc
+
+
+def _need_aux() -> None:
+    """Fail before any weight download when the network classes are not installed."""
+    if importlib.util.find_spec("controlnet_aux") is None:
+        aux("")  # raises the install message
 
 
 def _strict(module: torch.nn.Module, state: dict[str, Any], path: Path) -> torch.nn.Module:
@@ -87,8 +96,10 @@ def _res(params: dict[str, Any], default: int = 512) -> int:
     return max(64, int(params.get("resolution", default)))
 
 
-def _chunk(params: dict[str, Any]) -> int:
-    return max(1, int(params.get("chunk", 4)))
+def _chunk(params: dict[str, Any], loaded: Loaded | None = None) -> int:
+    if "chunk" in params:
+        return max(1, int(params["chunk"]))
+    return default_chunk(loaded.device if loaded is not None else torch.device("cpu"))
 
 
 # --- M-LSD -------------------------------------------------------------------------------------
@@ -104,7 +115,7 @@ def _mlsd_segments(out: torch.Tensor, score_thr: float, dist_thr: float, top_k: 
     b, _, h, w = out.shape
     out = out.float()
     heat = torch.sigmoid(out[:, 0])
-    peaks = torch.nn.functional.max_pool2d(heat[:, None], 3, stride=1, padding=1)[:, 0]
+    peaks = F.max_pool2d(heat[:, None], 3, stride=1, padding=1)[:, 0]
     heat = torch.where(peaks == heat, heat, torch.zeros_like(heat)).reshape(b, -1)
     scores, idx = torch.topk(heat, min(top_k, heat.shape[1]), dim=1)
     disp = out[:, 1:5].reshape(b, 4, -1)
@@ -121,25 +132,29 @@ def _mlsd_segments(out: torch.Tensor, score_thr: float, dist_thr: float, top_k: 
 
 def mlsd(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
     """M-LSD straight lines, 1-px-wide (scaled with the image) white on black."""
+    _need_aux()
     loaded = MODELS.get("mlsd", weight_path(MLSD), build_mlsd)
     height, width = images.shape[1:3]
     size = fit_size(height, width, _res(params), 64)
 
     def run(chunk: torch.Tensor) -> torch.Tensor:
         x = to_model(chunk, size, loaded) * 2.0 - 1.0
-        x = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)  # M-LSD's fourth input plane is all ones
+        # M-LSD's fourth input plane: a plane of ones that went through the same 0..255 -> -1..1
+        # normalisation as the pixels in the original pipeline, hence 1/127.5 - 1, not 1.
+        x = torch.cat([x, torch.full_like(x[:, :1], 1.0 / 127.5 - 1.0)], dim=1)
+        x = x.contiguous(memory_format=torch.channels_last)  # see to_model
         segs = _mlsd_segments(loaded.module(x), float(params.get("mlsd_score", 0.1)), 0.1)
         sx, sy = 2.0 * width / size[1], 2.0 * height / size[0]  # output is half the input size
         thickness = max(1, round(min(height, width) / 512))
         maps = np.zeros((chunk.shape[0], height, width), np.uint8)
         for canvas, seg in zip(maps, segs, strict=True):
             for x0, y0, x1, y1 in seg:
-                p0 = (int(round(x0 * sx)), int(round(y0 * sy)))
-                p1 = (int(round(x1 * sx)), int(round(y1 * sy)))
+                p0 = (int(x0 * sx), int(y0 * sy))  # truncated, as the reference M-LSD drawing does
+                p1 = (int(x1 * sx), int(y1 * sy))
                 cv2.line(canvas, p0, p1, 255, thickness, cv2.LINE_8)
         return torch.from_numpy(maps).float().div_(255.0)[..., None].expand(-1, -1, -1, 3)
 
-    return run_chunks(images, _chunk(params), run)
+    return run_chunks(images, _chunk(params, loaded), run)
 
 
 # --- scribble: PiDiNet and HED, thinned and thickened like ControlNet's scribble maps ----------
@@ -156,8 +171,12 @@ def build_hed(path: Path) -> torch.nn.Module:
     return _strict(aux("hed").ControlNetHED_Apache2(), load_state_dict(path), path)
 
 
-def _thin_lines(edge: np.ndarray, threshold: float = 0.5, sigma: float = 3.0) -> np.ndarray:
-    """Soft edge map 0..1 -> scribble lines: non-maximum suppression, blur, then binarise."""
+def _thin_lines(edge: np.ndarray, threshold: float = 127.0 / 255.0, sigma: float = 3.0) -> np.ndarray:
+    """Soft edge map 0..1 -> scribble lines: non-maximum suppression, blur, then binarise.
+
+    The constants are ControlNet's scribble recipe on 0..255 maps (ridge above 127, widened by a
+    blur of sigma 3, kept where the rounded blur exceeds 4), expressed on 0..1.
+    """
     x = cv2.GaussianBlur(edge.astype(np.float32), (0, 0), sigma)
     kept = np.zeros_like(x)
     for kernel in (
@@ -170,7 +189,7 @@ def _thin_lines(edge: np.ndarray, threshold: float = 0.5, sigma: float = 3.0) ->
         np.putmask(kept, cv2.dilate(x, kernel) == x, x)
     lines = (kept > threshold).astype(np.float32)
     lines = cv2.GaussianBlur(lines, (0, 0), sigma)
-    return (lines > 4.0 / 255.0).astype(np.float32)
+    return (lines >= 4.5 / 255.0).astype(np.float32)
 
 
 def _scribble(edges: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -178,33 +197,43 @@ def _scribble(edges: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return from_model(torch.from_numpy(maps), height, width)
 
 
+def pidinet_edges(loaded: Loaded, images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Soft PiDiNet edges [b,1,h,w] in 0..1 for RGB images [b,H,W,3] seen at ``size``."""
+    x = to_model(images, size, loaded).flip(1).contiguous(memory_format=torch.channels_last)
+    return loaded.module(x)[-1]  # PiDiNet was trained on BGR
+
+
+def hed_edges(loaded: Loaded, images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Soft HED edges [b,1,h,w] in 0..1: the mean of its five side outputs, through a sigmoid."""
+    sides = loaded.module(to_model(images, size, loaded) * 255.0)  # HED takes 0..255 RGB
+    sides = [F.interpolate(p.float(), size=size, mode="bilinear", align_corners=False) for p in sides]
+    return torch.sigmoid(torch.stack(sides).mean(0))
+
+
 def scribble_pidinet(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
-    loaded = MODELS.get("pidinet", weight_path(PIDINET), build_pidinet)
+    _need_aux()
+    # float32 only: PiDiNet's radial-difference convolution builds a float32 kernel at run time.
+    loaded = MODELS.get("pidinet", weight_path(PIDINET), build_pidinet, half_ok=False)
     height, width = images.shape[1:3]
     size = fit_size(height, width, _res(params), 8)
 
     def run(chunk: torch.Tensor) -> torch.Tensor:
-        x = to_model(chunk, size, loaded).flip(1)  # PiDiNet was trained on BGR
-        return _scribble(loaded.module(x)[-1], height, width)
+        return _scribble(pidinet_edges(loaded, chunk, size), height, width)
 
-    return run_chunks(images, _chunk(params), run)
+    return run_chunks(images, _chunk(params, loaded), run)
 
 
 def scribble_hed(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
-    loaded = MODELS.get("hed", weight_path(HED), build_hed)
+    _need_aux()
+    # float32 only: HED takes 0..255 inputs and its deep activations can overflow float16.
+    loaded = MODELS.get("hed", weight_path(HED), build_hed, half_ok=False)
     height, width = images.shape[1:3]
     size = fit_size(height, width, _res(params), 16)
 
     def run(chunk: torch.Tensor) -> torch.Tensor:
-        x = to_model(chunk, size, loaded) * 255.0
-        sides = [
-            torch.nn.functional.interpolate(p.float(), size=size, mode="bilinear", align_corners=False)
-            for p in loaded.module(x)
-        ]
-        edge = torch.sigmoid(torch.stack(sides).mean(0))
-        return _scribble(edge, height, width)
+        return _scribble(hed_edges(loaded, chunk, size), height, width)
 
-    return run_chunks(images, _chunk(params), run)
+    return run_chunks(images, _chunk(params, loaded), run)
 
 
 # --- lineart (sketch) and anime lineart ----------------------------------------------------------
@@ -215,6 +244,7 @@ def build_lineart(path: Path) -> torch.nn.Module:
 
 
 def _lineart(images: torch.Tensor, params: dict[str, Any], name: str, spec: WeightFile) -> torch.Tensor:
+    _need_aux()
     loaded = MODELS.get(name, weight_path(spec), build_lineart)
     height, width = images.shape[1:3]
     size = fit_size(height, width, _res(params), 8)
@@ -223,7 +253,7 @@ def _lineart(images: torch.Tensor, params: dict[str, Any], name: str, spec: Weig
         lines = 1.0 - loaded.module(to_model(chunk, size, loaded)).float().clamp(0, 1)  # dark lines -> white
         return from_model(lines, height, width)
 
-    return run_chunks(images, _chunk(params), run)
+    return run_chunks(images, _chunk(params, loaded), run)
 
 
 def sketch_lineart(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
@@ -244,6 +274,7 @@ def build_lineart_anime(path: Path) -> torch.nn.Module:
 
 
 def lineart_anime(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+    _need_aux()
     loaded = MODELS.get("lineart_anime", weight_path(LINEART_ANIME), build_lineart_anime)
     height, width = images.shape[1:3]
     size = fit_size(height, width, _res(params), 256)  # eight 2x downsamplings
@@ -252,7 +283,7 @@ def lineart_anime(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
         out = loaded.module(to_model(chunk, size, loaded) * 2.0 - 1.0).float()
         return from_model(1.0 - (out * 0.5 + 0.5).clamp(0, 1), height, width)
 
-    return run_chunks(images, _chunk(params), run)
+    return run_chunks(images, _chunk(params, loaded), run)
 
 
 # --- OpenPose ------------------------------------------------------------------------------------
@@ -315,6 +346,7 @@ def confident_keypoints(person: Any, threshold: float, height: int, width: int) 
 
 
 def _pose(images: torch.Tensor, params: dict[str, Any], hands_and_face: bool) -> torch.Tensor:
+    _need_aux()
     op = aux("open_pose")
     body = _estimator(
         op.Body, MODELS.get("openpose_body", weight_path(OPENPOSE_BODY), build_openpose_body, half_ok=False)
@@ -349,7 +381,7 @@ def _pose(images: torch.Tensor, params: dict[str, Any], hands_and_face: bool) ->
         maps = np.stack([draw_one(frame) for frame in chunk.numpy()])
         return from_model(torch.from_numpy(maps).permute(0, 3, 1, 2).float() / 255.0, height, width)
 
-    return run_chunks(images, _chunk(params), run)
+    return run_chunks(images, _chunk(params), run)  # one image at a time inside anyway
 
 
 def pose_body(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:

@@ -38,12 +38,14 @@ def _xy(point: Any, width: int, height: int) -> tuple[int, int] | None:
 def draw_body(canvas: np.ndarray, keypoints: Sequence[Any], stick: int = 4) -> None:
     height, width = canvas.shape[:2]
     for (a, b), colour in zip(BODY_LIMBS, BODY_COLOURS, strict=False):
-        p, q = _xy(keypoints[a - 1], width, height), _xy(keypoints[b - 1], width, height)
-        if p is None or q is None:
+        p, q = keypoints[a - 1], keypoints[b - 1]
+        if _xy(p, width, height) is None or _xy(q, width, height) is None:
             continue
-        centre = ((p[0] + q[0]) // 2, (p[1] + q[1]) // 2)
-        half_length = int(math.hypot(p[0] - q[0], p[1] - q[1]) / 2)
-        angle = int(math.degrees(math.atan2(q[1] - p[1], q[0] - p[0])))
+        # Float geometry truncated at the end, as OpenPose's drawing does (its maps are the format).
+        x0, y0, x1, y1 = p.x * width, p.y * height, q.x * width, q.y * height
+        centre = (int((x0 + x1) / 2), int((y0 + y1) / 2))
+        half_length = int(math.hypot(x0 - x1, y0 - y1) / 2)
+        angle = int(math.degrees(math.atan2(y0 - y1, x0 - x1)))
         polygon = cv2.ellipse2Poly(centre, (half_length, stick), angle, 0, 360, 1)
         cv2.fillConvexPoly(canvas, polygon, [int(c * 0.6) for c in colour])
     for point, colour in zip(keypoints, BODY_COLOURS, strict=False):
