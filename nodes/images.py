@@ -14,7 +14,7 @@ import base64
 import io
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import cv2
@@ -135,14 +135,6 @@ def _write_map(single: np.ndarray, out: np.ndarray) -> None:
     np.multiply(rgb, np.float32(1.0 / 255.0), out=out, casting="unsafe")
 
 
-def maps_to_image(maps: Sequence[np.ndarray]) -> torch.Tensor:
-    """Stack uint8 maps ([H, W] or [H, W, 3]) into a float32 IMAGE [B, H, W, 3] in 0..1."""
-    out = _new_image(len(maps), maps[0].shape[0], maps[0].shape[1])
-    for index, single in enumerate(maps):
-        _write_map(single, out[index])
-    return torch.from_numpy(out)
-
-
 def map_frames(
     images: torch.Tensor,
     detector: Callable[[np.ndarray], np.ndarray],
@@ -177,12 +169,19 @@ def map_frames(
     return torch.from_numpy(out)
 
 
-def resize_to(frame: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize a frame to exactly height x width (area when shrinking, cubic when growing)."""
+def resize_to(frame: np.ndarray, height: int, width: int, nearest: bool = False) -> np.ndarray:
+    """Resize a frame to exactly height x width (area when shrinking, cubic when growing).
+
+    ``nearest`` keeps exact colours (palette maps such as segmentation: no blended colours that
+    belong to no class).
+    """
     if frame.shape[0] == height and frame.shape[1] == width:
         return frame
     shrinking = frame.shape[0] * frame.shape[1] > height * width
-    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
+    if nearest:
+        interpolation = cv2.INTER_NEAREST
+    else:
+        interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
     resized = cv2.resize(frame, (width, height), interpolation=interpolation)
     if frame.dtype != np.uint8:
         np.clip(resized, 0.0, 1.0, out=resized)
@@ -191,19 +190,28 @@ def resize_to(frame: np.ndarray, height: int, width: int) -> np.ndarray:
     return resized
 
 
-def encode_png(frame: np.ndarray) -> bytes:
-    """PNG bytes of one [H, W, C] float 0..1 frame (or uint8 frame)."""
+def encode_image(frame: np.ndarray, extension: str = ".png", jpeg_quality: int | None = None) -> bytes:
+    """PNG (or JPEG with ``extension=".jpg"``) bytes of one [H, W, C] float 0..1 or uint8 RGB frame."""
     u8 = frame if frame.dtype == np.uint8 else rgb_u8(frame)
     if u8.ndim == 3 and u8.shape[2] == 3:
         u8 = cv2.cvtColor(u8, cv2.COLOR_RGB2BGR)
-    ok, buffer = cv2.imencode(".png", u8)
+    options = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if jpeg_quality is not None else []
+    ok, buffer = cv2.imencode(extension, u8, options)
     if not ok:
-        raise ImageInputError("could not encode the image as PNG")
+        raise ImageInputError(f"could not encode the image as {extension.lstrip('.').upper()}")
     return buffer.tobytes()
 
 
+def encode_png(frame: np.ndarray) -> bytes:
+    return encode_image(frame, ".png")
+
+
+def data_url(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
+
+
 def png_data_url(frame: np.ndarray) -> str:
-    return "data:image/png;base64," + base64.b64encode(encode_png(frame)).decode("ascii")
+    return data_url(encode_png(frame), "image/png")
 
 
 def decode_image(data: bytes) -> np.ndarray:

@@ -8,7 +8,6 @@ size. It knows nothing about ComfyUI's graph: progress and interrupt come in as 
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import os
 import threading
@@ -70,25 +69,10 @@ def _format_cost(cost: float | None) -> str:
 
 
 def _resize(frame, height: int, width: int, modality: str):
-    if frame.shape[0] == height and frame.shape[1] == width:
-        return frame
-    if modality == "segmentation":
-        import cv2
-
-        # Nearest keeps the palette's exact class colors (no blended, meaningless colors at borders).
-        return cv2.resize(frame, (width, height), interpolation=cv2.INTER_NEAREST)
     from ..images import resize_to
 
-    return resize_to(frame, height, width)
-
-
-def _encode_jpeg(rgb_u8) -> bytes:
-    import cv2
-
-    ok, buffer = cv2.imencode(".jpg", cv2.cvtColor(rgb_u8, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-    if not ok:
-        raise ScenarioRequestError("could not encode the image as JPEG")
-    return buffer.tobytes()
+    # Segmentation keeps the palette's exact class colors (no blended, meaningless colors at borders).
+    return resize_to(frame, height, width, nearest=modality == "segmentation")
 
 
 async def _watch_interrupt(check_interrupt: Callable[[], bool]) -> None:
@@ -172,7 +156,7 @@ async def run_scenario(
     import numpy as np
     import torch
 
-    from ..images import decode_image, encode_png, rgb_u8, to_batch
+    from ..images import data_url, decode_image, encode_image, encode_png, rgb_u8, to_batch
 
     if modality not in MODALITIES:
         raise ScenarioRequestError(f"unknown modality {modality!r}; choose one of {', '.join(MODALITIES)}")
@@ -259,7 +243,7 @@ async def run_scenario(
         data = await asyncio.to_thread(encode_png, pixels(i))
         mime, ext = "image/png", "png"
         if len(data) > upload_max_bytes:
-            jpeg = await asyncio.to_thread(_encode_jpeg, pixels(i))
+            jpeg = await asyncio.to_thread(encode_image, pixels(i), ".jpg", JPEG_QUALITY)
             if len(jpeg) > upload_max_bytes:
                 h, w = pixels(i).shape[:2]
                 raise ScenarioRequestError(
@@ -271,11 +255,11 @@ async def run_scenario(
                 f"JPEG (quality {JPEG_QUALITY}, {len(jpeg) / 1e6:.1f} MB)."
             )
             data, mime, ext = jpeg, "image/jpeg", "jpg"
-        data_url = f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
+        url = data_url(data, mime)
         if len(data) <= inline_max_bytes:
-            return data_url
+            return url
         log.info("%s is %.1f MB: uploading it first", labels[i], len(data) / 1e6)
-        return await upload_image(client, data_url, f"detect-input-{i + 1}.{ext}")
+        return await upload_image(client, url, f"detect-input-{i + 1}.{ext}")
 
     semaphore = asyncio.Semaphore(concurrency)
 
