@@ -20,27 +20,31 @@ def remote_values(values: dict[str, Any]) -> dict[str, Any]:
     return {name: values.get(name, option.default) for name, option in REMOTE_OPTIONS.items()}
 
 
+def run_options(opts: dict[str, Any]) -> dict[str, Any]:
+    """run_scenario's keyword arguments from the remote option values (node and CLI alike)."""
+    from .backend import parse_asset_ids
+
+    return {
+        "asset_ids": parse_asset_ids(opts["asset_id"]) or None,
+        "original_assets": bool(opts["original_assets"]),
+        "keep_api_size": bool(opts["keep_api_size"]),
+        "dry_run": bool(opts["estimate_only"]),
+        "concurrency": int(opts["max_parallel_jobs"]),
+        "timeout_s": float(opts["timeout_s"]),
+    }
+
+
 async def run_for_node(image: Any, modality: str, params: dict[str, Any], options: dict[str, Any]):
     """(maps, asset ids as one comma-separated string, UI text lines) for the Detect node."""
-    from .backend import parse_asset_ids, run_scenario
+    from .backend import run_scenario
 
-    opts = remote_values(options)
-    ids = parse_asset_ids(opts["asset_id"])
+    kwargs = run_options(remote_values(options))
+    ids = kwargs["asset_ids"]
     count = len(ids) if ids else int(image.shape[0]) if getattr(image, "ndim", 0) == 4 else 1
     bar = host.progress_bar(count)
     try:
         result = await run_scenario(
-            image,
-            modality,
-            params,
-            asset_ids=ids or None,
-            original_assets=bool(opts["original_assets"]),
-            keep_api_size=bool(opts["keep_api_size"]),
-            dry_run=bool(opts["estimate_only"]),
-            concurrency=int(opts["max_parallel_jobs"]),
-            timeout_s=float(opts["timeout_s"]),
-            on_progress=bar,
-            check_interrupt=host.interrupted,
+            image, modality, params, **kwargs, on_progress=bar, check_interrupt=host.interrupted
         )
     except host.Interrupted:
         host.throw_if_interrupted()  # ComfyUI's own exception, so it shows as "interrupted"
@@ -51,21 +55,12 @@ async def run_for_node(image: Any, modality: str, params: dict[str, Any], option
 def run_for_cli(image: Any, modality: str, params: dict[str, Any], options: dict[str, Any]):
     """Blocking scenario run for the CLI: maps, with messages printed; errors as DetectError."""
     from ..run import DetectError, check_params
-    from .backend import parse_asset_ids, run_scenario_sync
+    from .backend import run_scenario_sync
     from .errors import ScenarioError
 
-    opts = remote_values(options)
     try:
         result = run_scenario_sync(
-            image,
-            modality,
-            check_params(modality, params),
-            asset_ids=parse_asset_ids(opts["asset_id"]) or None,
-            original_assets=bool(opts["original_assets"]),
-            keep_api_size=bool(opts["keep_api_size"]),
-            dry_run=bool(opts["estimate_only"]),
-            concurrency=int(opts["max_parallel_jobs"]),
-            timeout_s=float(opts["timeout_s"]),
+            image, modality, check_params(modality, params), **run_options(remote_values(options))
         )
     except ScenarioError as error:
         raise DetectError(f"Detect ({modality}, scenario): {error}") from None
