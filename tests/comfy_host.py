@@ -158,6 +158,26 @@ class ServerOptions:
     args: list[str] = field(default_factory=list)
 
 
+def without_weights(root: Path, **env: str) -> tuple[ServerOptions, Path]:
+    """Options for a server that finds no model weights anywhere: an empty models folder (returned,
+    given through extra_model_paths.yaml) and empty HF / controlnet_aux caches; ``env`` adds to or
+    overrides that environment (e.g. allow downloads from a loopback hub)."""
+    models, empty = root / "models", root / "empty"
+    models.mkdir()
+    empty.mkdir()
+    options = ServerOptions(
+        extra_paths={"scenario_detect": str(models)},
+        env={
+            "SCENARIO_DETECT_OFFLINE": "1",
+            "HF_HUB_OFFLINE": "1",
+            "HF_HUB_CACHE": str(empty),
+            "SCENARIO_DETECT_MODELS_DIR": "",
+            "AUX_ANNOTATOR_CKPTS_PATH": str(empty),
+        } | env,
+    )
+    return options, models
+
+
 ServerSetup = Callable[[ServerOptions, contextlib.ExitStack], None]
 _SERVER_SETUPS: list[ServerSetup] = []
 

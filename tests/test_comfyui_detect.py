@@ -323,19 +323,7 @@ def test_model_method_without_weights_says_where_to_put_them(tmp_path) -> None:
     if not needs_weights:
         pytest.skip("no modality depends on model weights only")
     modality = needs_weights[0]
-    models, empty = tmp_path / "models", tmp_path / "empty"
-    models.mkdir()
-    empty.mkdir()
-    options = comfy_host.ServerOptions(
-        extra_paths={"scenario_detect": str(models)},
-        env={
-            "SCENARIO_DETECT_OFFLINE": "1",
-            "HF_HUB_OFFLINE": "1",
-            "HF_HUB_CACHE": str(empty),
-            "SCENARIO_DETECT_MODELS_DIR": "",
-            "AUX_ANNOTATOR_CKPTS_PATH": str(empty),
-        },
-    )
+    options, models = comfy_host.without_weights(tmp_path)
     with comfy_host.start_server(options, name="no-weights") as server:
         tree_models = comfy_host.comfyui_dir() / "models" / "scenario_detect"
         if tree_models.is_dir() and any(tree_models.iterdir()):

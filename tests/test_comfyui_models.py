@@ -133,19 +133,11 @@ def test_missing_weights_are_downloaded_into_the_models_folder(tmp_path) -> None
     _Hub.slow_requests = 1
     hub = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hub)
     threading.Thread(target=hub.serve_forever, daemon=True).start()
-    models, empty = tmp_path / "models", tmp_path / "empty"
-    models.mkdir()
-    empty.mkdir()
-    options = comfy_host.ServerOptions(
-        extra_paths={"scenario_detect": str(models)},
-        env={
-            "HF_ENDPOINT": f"http://127.0.0.1:{hub.server_address[1]}",
-            "SCENARIO_DETECT_OFFLINE": "0",
-            "HF_HUB_OFFLINE": "0",
-            "HF_HUB_CACHE": str(empty),
-            "SCENARIO_DETECT_MODELS_DIR": "",
-            "AUX_ANNOTATOR_CKPTS_PATH": str(empty),
-        },
+    options, models = comfy_host.without_weights(
+        tmp_path,
+        HF_ENDPOINT=f"http://127.0.0.1:{hub.server_address[1]}",
+        SCENARIO_DETECT_OFFLINE="0",
+        HF_HUB_OFFLINE="0",
     )
     try:
         with comfy_host.start_server(options, name="download") as server:

@@ -64,9 +64,10 @@ def test_alpha_is_ignored_and_single_channel_is_gray():
     assert ops.rgb_float(gray).shape == (9, 11, 3)
 
 
-def test_maps_to_image_scales_and_expands():
+def test_maps_are_scaled_and_expanded_to_rgb():
     maps = [np.array([[0, 255]], np.uint8), np.array([[[255, 0, 51], [0, 0, 0]]], np.uint8)]
-    out = ops.maps_to_image(maps)
+    frames = torch.stack([torch.full((1, 2, 3), float(i)) for i in range(2)])
+    out = ops.map_frames(frames, lambda f: maps[int(f[0, 0, 0])])
     assert out.dtype == torch.float32 and out.shape == (2, 1, 2, 3)
     assert out[0, 0, 1].tolist() == [1.0, 1.0, 1.0]
     assert out[1, 0, 0].tolist() == pytest.approx([1.0, 0.0, 0.2])

@@ -201,21 +201,7 @@ def test_prompt_from_the_ui_runs_with_hidden_values_of_another_modality(
 
     name = comfy_server.upload_image(Image.new("RGB", (64, 48), (200, 60, 30)))
     node = ui.add_detect_node()
-    ui.evaluate(
-        """([id, image]) => {
-            const detect = app.graph.getNodeById(id);
-            const load = LiteGraph.createNode("LoadImage");
-            load.pos = [100, 260];
-            app.graph.add(load);
-            load.widgets.find((w) => w.name === "image").value = image;
-            const preview = LiteGraph.createNode("PreviewImage");
-            preview.pos = [820, 260];
-            app.graph.add(preview);
-            load.connect(0, detect, 0);
-            detect.connect(0, preview, 0);
-        }""",
-        [node, name],
-    )
+    ui.wire_load_and_preview(node, name)
     ui.set_widget(node, "modality", "canny")
     ui.set_widget(node, "low_threshold", 250)
     ui.set_widget(node, "high_threshold", 10)
@@ -239,21 +225,7 @@ def test_remote_status_and_cost_shown_after_a_real_run(ui: web_ui.ComfyPage, com
     scenario_tests.FAKE.reset()
     name = comfy_server.upload_image(Image.new("RGB", (64, 48), (30, 160, 90)))
     node = ui.add_detect_node()
-    ui.evaluate(
-        """([id, image]) => {
-            const detect = app.graph.getNodeById(id);
-            const load = LiteGraph.createNode("LoadImage");
-            load.pos = [100, 260];
-            app.graph.add(load);
-            load.widgets.find((w) => w.name === "image").value = image;
-            const preview = LiteGraph.createNode("PreviewImage");
-            preview.pos = [820, 260];
-            app.graph.add(preview);
-            load.connect(0, detect, 0);
-            detect.connect(0, preview, 0);
-        }""",
-        [node, name],
-    )
+    ui.wire_load_and_preview(node, name)
     ui.set_widget(node, "backend", "scenario")
     ui.set_widget(node, "modality", "canny")
     ui.evaluate("async () => { await app.queuePrompt(0, 1); }")

@@ -116,6 +116,24 @@ class ComfyPage:
             [NODE_CLASS, list(pos)],
         )
 
+    def wire_load_and_preview(self, node_id: int, image_name: str) -> None:
+        """LoadImage(image_name) -> the Detect node -> PreviewImage, built in the UI's graph."""
+        self.evaluate(
+            """([id, image]) => {
+                const detect = app.graph.getNodeById(id);
+                const load = LiteGraph.createNode("LoadImage");
+                load.pos = [100, 260];
+                app.graph.add(load);
+                load.widgets.find((w) => w.name === "image").value = image;
+                const preview = LiteGraph.createNode("PreviewImage");
+                preview.pos = [820, 260];
+                app.graph.add(preview);
+                load.connect(0, detect, 0);
+                detect.connect(0, preview, 0);
+            }""",
+            [node_id, image_name],
+        )
+
     def set_widget(self, node_id: int, name: str, value: Any) -> None:
         """Set a widget as a user does: new value, then the widget's callback."""
         self.evaluate(
