@@ -15,6 +15,8 @@ from .modalities import (
     BACKENDS,
     DEFAULT_BACKEND,
     MODALITY_NAMES,
+    NODE_DISPLAY_NAME,
+    NODE_ID,
     PARAMS,
     REMOTE_OPTIONS,
     Param,
@@ -71,8 +73,8 @@ class Detect(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="Detect",
-            display_name="Detect (control map)",
+            node_id=NODE_ID,
+            display_name=NODE_DISPLAY_NAME,
             category="image/preprocessors",
             description="Turn images into control maps (edges, depth, pose, ...) for ControlNet-style "
             "generation. Output has the input's batch size, height and width.",

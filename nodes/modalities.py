@@ -223,6 +223,11 @@ MODALITIES: dict[str, Modality] = {
 
 MODALITY_NAMES: tuple[str, ...] = tuple(MODALITIES)  # the API's ten values, in its order
 
+# The node's id is global across every pack a ComfyUI loads and frozen into saved workflows: it carries
+# the pack's name so no other pack (or a future core node) can shadow it, and it never changes.
+NODE_ID = "ScenarioDetect"
+NODE_DISPLAY_NAME = "Scenario Detect (control map)"
+
 AUTO_METHOD = "auto"
 
 

@@ -43,9 +43,9 @@ def widget_defaults(node_info: dict[str, Any]) -> list[Any]:
 
 
 def build(object_info: dict[str, Any], modality: str = "canny") -> dict[str, Any]:
-    detect = widget_defaults(object_info["Detect"])
+    detect = widget_defaults(object_info["ScenarioDetect"])
     detect[0] = modality
-    outputs = object_info["Detect"]["output"]
+    outputs = object_info["ScenarioDetect"]["output"]
     return {
         "last_node_id": 3,
         "last_link_id": 2,
@@ -61,14 +61,14 @@ def build(object_info: dict[str, Any], modality: str = "canny") -> dict[str, Any
                 "widgets_values": ["example.png", "image"],
             },
             {
-                "id": 2, "type": "Detect", "pos": [400, 120], "size": [340, 360], "flags": {}, "order": 1,
+                "id": 2, "type": "ScenarioDetect", "pos": [400, 120], "size": [340, 360], "flags": {}, "order": 1,
                 "mode": 0, "inputs": [{"name": "image", "type": "IMAGE", "link": 1}],
                 "outputs": [
                     {"name": name, "type": kind, "links": [2] if index == 0 else None, "slot_index": index}
-                    for index, (name, kind) in enumerate(zip(object_info["Detect"]["output_name"], outputs,
+                    for index, (name, kind) in enumerate(zip(object_info["ScenarioDetect"]["output_name"], outputs,
                                                              strict=True))
                 ],
-                "properties": {"Node name for S&R": "Detect"},
+                "properties": {"Node name for S&R": "ScenarioDetect"},
                 "widgets_values": detect,
             },
             {

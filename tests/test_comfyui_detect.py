@@ -95,7 +95,7 @@ def widget_defaults(info: dict[str, Any]) -> dict[str, Any]:
 
 
 def detect_inputs(server: ComfyServer, **overrides: Any) -> dict[str, Any]:
-    inputs = widget_defaults(server.object_info("Detect"))
+    inputs = widget_defaults(server.object_info("ScenarioDetect"))
     if "backend" in inputs:  # these tests are about the local backend
         inputs["backend"] = "local"
     inputs.update(overrides)
@@ -106,7 +106,7 @@ def detect_graph(server: ComfyServer, image_name: str, **overrides: Any) -> dict
     """LoadImage (1) -> Detect (2) -> SaveImage (3), with a unique prefix so no result is cached."""
     return {
         "1": {"class_type": "LoadImage", "inputs": {"image": image_name}},
-        "2": {"class_type": "Detect", "inputs": {"image": ["1", 0], **detect_inputs(server, **overrides)}},
+        "2": {"class_type": "ScenarioDetect", "inputs": {"image": ["1", 0], **detect_inputs(server, **overrides)}},
         "3": {
             "class_type": "SaveImage",
             "inputs": {"images": ["2", 0], "filename_prefix": f"detect-{uuid.uuid4().hex[:10]}"},
@@ -144,7 +144,7 @@ def names_input(error: dict[str, Any], input_name: str, builtin_type: str) -> bo
 
 
 def test_object_info_lists_detect_with_table_widgets(comfy_server: ComfyServer) -> None:
-    info = comfy_server.object_info("Detect")
+    info = comfy_server.object_info("ScenarioDetect")
     required = info["input"]["required"]
     widgets = {**required, **info["input"].get("optional", {})}
 
@@ -241,7 +241,7 @@ def test_batch_of_three_gives_three_maps(comfy_server: ComfyServer) -> None:
         "4": {"class_type": "ImageBatch", "inputs": {"image1": ["1", 0], "image2": ["2", 0]}},
         "5": {"class_type": "ImageBatch", "inputs": {"image1": ["4", 0], "image2": ["3", 0]}},
         "6": {
-            "class_type": "Detect",
+            "class_type": "ScenarioDetect",
             "inputs": {
                 "image": ["5", 0],
                 **detect_inputs(
@@ -309,7 +309,7 @@ def test_modality_without_local_method_names_what_is_missing(comfy_server: Comfy
         comfy_server.run(detect_graph(comfy_server, uploaded, modality=modality, local_method="auto"))
 
     assert failure.value.error["event"] == "execution_error"
-    assert failure.value.error["node_type"] == "Detect"
+    assert failure.value.error["node_type"] == "ScenarioDetect"
     assert str(expected.value) in failure.value.exception_message
 
 
@@ -333,7 +333,7 @@ def test_model_method_without_weights_says_where_to_put_them(tmp_path) -> None:
             server.run(detect_graph(server, name, modality=modality, local_method="auto"))
 
     message = failure.value.exception_message
-    assert failure.value.error["node_type"] == "Detect"
+    assert failure.value.error["node_type"] == "ScenarioDetect"
     assert failure.value.error["exception_type"].endswith("WeightsUnavailable")
     assert "https://" in message  # where to download it
     assert str(models) in message  # where to put it

@@ -20,5 +20,5 @@ def test_example_workflow_matches_the_live_schema(comfy_server):
     committed = json.loads(EXAMPLE.read_text())
     expected = load_generator().build(comfy_server.object_info())
     assert committed == expected, "run: python scripts/make_example_workflow.py"
-    detect = next(node for node in committed["nodes"] if node["type"] == "Detect")
+    detect = next(node for node in committed["nodes"] if node["type"] == "ScenarioDetect")
     assert detect["widgets_values"][0] == "canny"

@@ -54,6 +54,6 @@ def test_loading_the_pack_in_comfyui_imports_no_heavy_library():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["nodes"] == ["Detect"]
+    assert report["nodes"] == ["ScenarioDetect"]
     assert report["web"] == "./web"
     assert report["added"] == []

@@ -1,5 +1,6 @@
 """The modality table: the API's names, the field mapping, validation rules."""
 
+import json
 import re
 
 import pytest
@@ -89,3 +90,16 @@ def test_table_as_json_is_plain_data():
     data = json.loads(json.dumps(table.as_json()))
     assert list(data["modalities"]) == API_MODALITIES
     assert data["params"]["low_threshold"]["api_field"] == "lowThreshold"
+
+
+def test_node_id_is_namespaced_and_frozen() -> None:
+    # Saved workflows and API prompts name the node by this id: changing it breaks every one of them.
+    from pathlib import Path
+
+    from scenario_detect.nodes.modalities import NODE_ID
+
+    assert NODE_ID == "ScenarioDetect"
+    root = Path(__file__).resolve().parent.parent
+    assert f'const NODE_CLASS = "{NODE_ID}";' in (root / "web" / "detect_widgets.js").read_text()
+    workflow = json.loads((root / "example_workflows" / "detect_canny.json").read_text())
+    assert NODE_ID in {node["type"] for node in workflow["nodes"]}

@@ -42,7 +42,7 @@ def fake(comfy_server: ComfyServer) -> FakeScenario:
 
 
 def _defaults(server: ComfyServer) -> dict[str, Any]:
-    info = server.object_info("Detect")["input"]
+    info = server.object_info("ScenarioDetect")["input"]
     values: dict[str, Any] = {}
     for section in ("required", "optional"):
         for name, spec in info.get(section, {}).items():
@@ -68,7 +68,7 @@ def _graph(server: ComfyServer, image_name: str, batch: int = 1, **overrides: An
     if batch > 1:
         graph["4"] = {"class_type": "RepeatImageBatch", "inputs": {"image": ["1", 0], "amount": batch}}
         source = ["4", 0]
-    graph["2"] = {"class_type": "Detect", "inputs": {"image": source, **inputs}}
+    graph["2"] = {"class_type": "ScenarioDetect", "inputs": {"image": source, **inputs}}
     graph["3"] = {
         "class_type": "SaveImage",
         "inputs": {"images": ["2", 0], "filename_prefix": f"scn-{uuid.uuid4().hex[:10]}"},

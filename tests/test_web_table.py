@@ -47,7 +47,7 @@ def test_remote_only_options_apply_to_remote_backends_only() -> None:
 
 def test_object_info_carries_the_rules(comfy_server: ComfyServer) -> None:
     """What the frontend receives as nodeData equals the rules built from the table."""
-    info = comfy_server.object_info("Detect")
+    info = comfy_server.object_info("ScenarioDetect")
     inputs = {**info["input"].get("required", {}), **info["input"].get("optional", {})}
     rules = wv.widget_rules()
     served = {}

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
-NODE_CLASS = "Detect"
+NODE_CLASS = "ScenarioDetect"
 UI_TIMEOUT_MS = 90_000
 
 

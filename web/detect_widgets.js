@@ -9,7 +9,7 @@
 // nodes/modalities.py by nodes/widget_visibility.py. A widget without them is always shown.
 import { app } from "../../scripts/app.js";
 
-const NODE_CLASS = "Detect";
+const NODE_CLASS = "ScenarioDetect";
 const MODALITIES_KEY = "detect_modalities";
 const BACKENDS_KEY = "detect_backends";
 const STATUS_WIDGET = "detect_status";

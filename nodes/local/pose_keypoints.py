@@ -1,0 +1,67 @@
+"""Pose keypoints as data: ComfyUI's ``POSE_KEYPOINT`` values (the OpenPose JSON shape).
+
+One entry per image::
+
+    {"canvas_width": W, "canvas_height": H,
+     "people": [{"pose_keypoints_2d": [x, y, c] * 18, "face_keypoints_2d": [x, y, c] * 70,
+                 "hand_left_keypoints_2d": [x, y, c] * 21, "hand_right_keypoints_2d": [x, y, c] * 21}]}
+
+Coordinates are pixels of the *input* image (W x H), whatever size the network ran at. A point that
+is missing or under ``keypoint_threshold`` is ``0, 0, 0``, so every consumer that skips ``c == 0``
+agrees with our drawing. A part the method did not look for or did not find (hands and face of a
+body-only method) is ``None``, as comfyui_controlnet_aux writes it.
+
+Every pose method builds its entries here, so the shape has one definition.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+BODY_POINTS = 18  # OpenPose COCO-18 order: nose, neck, r-shoulder, r-elbow, r-wrist, l-shoulder, ...
+FACE_POINTS = 70
+HAND_POINTS = 21
+
+PoseKeypointFrame = dict[str, Any]
+
+
+def flat_points(points: np.ndarray | None, count: int, threshold: float) -> list[float] | None:
+    """``[count, 3]`` (x, y, confidence) in input pixels -> the flat list; ``None`` passes through.
+
+    Rows under ``threshold``, non-finite rows and rows missing from a short array become 0, 0, 0.
+    """
+    if points is None:
+        return None
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    out = np.zeros((count, 3), dtype=np.float64)
+    rows = points[:count]
+    keep = np.isfinite(rows).all(axis=1) & (rows[:, 2] >= threshold) & (rows[:, 2] > 0)
+    out[: len(rows)][keep] = rows[keep]
+    return [float(v) for v in out.reshape(-1)]
+
+
+def person_entry(
+    body: np.ndarray,
+    threshold: float,
+    face: np.ndarray | None = None,
+    left_hand: np.ndarray | None = None,
+    right_hand: np.ndarray | None = None,
+) -> dict[str, list[float] | None]:
+    """One person; each part is ``[n, 3]`` (x, y, confidence) in input-image pixels, or None."""
+    return {
+        "pose_keypoints_2d": flat_points(body, BODY_POINTS, threshold),
+        "face_keypoints_2d": flat_points(face, FACE_POINTS, threshold),
+        "hand_left_keypoints_2d": flat_points(left_hand, HAND_POINTS, threshold),
+        "hand_right_keypoints_2d": flat_points(right_hand, HAND_POINTS, threshold),
+    }
+
+
+def frame_entry(width: int, height: int, people: list[dict[str, Any]] | None = None) -> PoseKeypointFrame:
+    return {"canvas_width": int(width), "canvas_height": int(height), "people": list(people or [])}
+
+
+def empty_frames(batch: int, height: int, width: int) -> list[PoseKeypointFrame]:
+    """What non-pose modalities and the cloud backend give: one empty entry per image."""
+    return [frame_entry(width, height) for _ in range(batch)]
