@@ -36,12 +36,12 @@ def test_sdk_names_are_accepted(tmp_path):
 
 def test_config_file_and_base_url_override(tmp_path):
     path = tmp_path / "credentials.json"
-    path.write_text(json.dumps({"api_key": "fk", "api_secret": "fs", "base_url": "http://file/v1"}))
+    path.write_text(json.dumps({"api_key": "fk", "api_secret": "fs", "base_url": "https://file.example/v1"}))
     c = load_credentials({"SCENARIO_DETECT_CONFIG": str(path)})
-    assert (c.api_key, c.api_secret, c.base_url) == ("fk", "fs", "http://file/v1")
+    assert (c.api_key, c.api_secret, c.base_url) == ("fk", "fs", "https://file.example/v1")
     assert str(path) in c.source
-    c = load_credentials({"SCENARIO_DETECT_CONFIG": str(path), "SCENARIO_BASE_URL": "http://env/v1/"})
-    assert c.base_url == "http://env/v1"
+    c = load_credentials({"SCENARIO_DETECT_CONFIG": str(path), "SCENARIO_BASE_URL": "https://env.example/v1/"})
+    assert c.base_url == "https://env.example/v1"
 
 
 def test_default_config_path_for_the_cli(tmp_path, monkeypatch):

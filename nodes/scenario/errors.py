@@ -50,6 +50,10 @@ class ScenarioAuthError(ScenarioError):
     """Missing, wrong or insufficient credentials (no key found, 401, 403)."""
 
 
+class ScenarioConfigError(ScenarioAuthError):
+    """The credentials file or the API address is unusable (unreadable, not JSON, plain http...)."""
+
+
 class ScenarioRequestError(ScenarioError):
     """The API refused the request's content (400, 404, 413, 422): fix the input, then retry."""
 
@@ -59,7 +63,8 @@ class ScenarioRateLimited(ScenarioError):
 
 
 class ScenarioUnreachable(ScenarioError):
-    """No connection to the API (DNS, refused, TLS): nothing reached the server."""
+    """No connection to the API (DNS, refused, TLS, proxy, unsupported address): nothing reached the
+    server, so nothing was created or billed."""
 
 
 class ScenarioMaybeSent(ScenarioError):
