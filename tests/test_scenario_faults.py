@@ -297,18 +297,105 @@ def test_every_secret_stays_out_across_faults(fake, caplog):
 
 
 def test_interrupt_during_a_slow_detect_request_still_cancels_the_job(fake):
-    """The job id arrives after Cancel was pressed: the job is canceled anyway, not left running."""
+    """The job id arrives after the run was abandoned: it is followed in the background and the job
+    canceled, not left running."""
     fake.job_seconds = 60
-    fake.add_fault("POST", "/generate/detect", action="delay", delay_s=0.8)
+    held = fake.hold("POST", "/generate/detect$")
 
     from scenario_detect.nodes.host import Interrupted
 
-    started = time.monotonic()
-    with pytest.raises(Interrupted):  # Cancel pressed while the server is still answering the POST
-        run(fake, check_interrupt=lambda: bool(fake.requests_to("POST", "/generate/detect")))
-    assert time.monotonic() - started < 3
+    with pytest.raises(Interrupted):  # Cancel pressed while the server has not answered the POST
+        run(fake, check_interrupt=held.reached.is_set)
+    assert fake.canceled_jobs() == []  # the job exists, its id has not reached us yet
+    held.release()
+    fake.wait_until(lambda: fake.canceled_jobs(), what="the cancel of the late job")
     [job] = fake.billed_jobs
     assert fake.canceled_jobs() == [job.id]
+    assert len(fake.requests_to("POST", "/generate/detect")) == 1
+
+
+class HostInterrupt(Exception):
+    """Stands for ComfyUI's InterruptProcessingException: raised by the host's progress hook."""
+
+
+@pytest.mark.parametrize("exc_type", [HostInterrupt, RuntimeError, KeyError])
+def test_any_exception_from_a_progress_update_cancels_the_job(fake, exc_type):
+    """ComfyUI's progress hook raises its own interrupt exception after Cancel, and our own code can
+    have bugs: whatever leaves a running job's code cancels the job."""
+    fake.queue_outcome("stuck")
+    fake.job_seconds = 60
+
+    def on_progress(done: float) -> None:
+        if 0 < done < 1:  # a progress update while the job runs
+            raise exc_type("raised from a progress update")
+
+    with pytest.raises(exc_type):
+        run(fake, on_progress=on_progress)
+    [job] = fake.billed_jobs
+    assert fake.canceled_jobs() == [job.id]
+    assert len(fake.requests_to("POST", "/generate/detect")) == 1
+
+
+def test_progress_exception_in_one_image_of_a_batch_cancels_every_job(fake):
+    fake.job_seconds = 60
+    for _ in range(3):
+        fake.queue_outcome("stuck")
+
+    def on_progress(done: float) -> None:
+        with fake.lock:
+            running = len(fake.jobs)
+        if running == 3 and 0 < done:
+            raise HostInterrupt("interrupted")
+
+    with pytest.raises(HostInterrupt):
+        run(fake, imgs=images(3), on_progress=on_progress, concurrency=3)
+    assert sorted(fake.canceled_jobs()) == sorted(j.id for j in fake.billed_jobs)
+    assert len(fake.billed_jobs) == 3
+
+
+def test_timeout_while_the_detect_request_is_unanswered_cancels_the_late_job(fake):
+    fake.job_seconds = 60
+    held = fake.hold("POST", "/generate/detect$")
+    err = _fails(fake, ScenarioTimeout, timeout_s=0.5)
+    assert "timeout_s (0.5 s)" in str(err) and "canceled" in str(err)
+    held.release()
+    fake.wait_until(lambda: fake.canceled_jobs(), what="the cancel of the late job")
+    assert len(fake.billed_jobs) == 1 and fake.canceled_jobs() == [fake.billed_jobs[0].id]
+
+
+def test_timeout_bounds_429_waits_and_creates_nothing(fake):
+    fake.add_fault("POST", "/generate/detect", 429, headers={"Retry-After": "3"}, times=5)
+    started = time.monotonic()
+    err = _fails(fake, ScenarioTimeout, timeout_s=0.5)
+    assert time.monotonic() - started < 2.5  # not the 3 s the server asked for
+    assert "timeout_s" in str(err)
+    assert fake.billed_jobs == []
+
+
+def test_stalled_download_ends_at_timeout_without_a_cancel(fake):
+    """The job succeeded (nothing to cancel); its result stalls half way: timeout_s ends the wait."""
+    fake.content_url = "stall"
+    err = _fails(fake, ScenarioTimeout, timeout_s=1.5)
+    [job] = fake.billed_jobs
+    assert job.id in str(err) and "not downloaded" in str(err)
+    assert fake.canceled_jobs() == []
+    assert len(fake.requests_to("POST", "/generate/detect")) == 1
+
+
+def test_cost_says_when_some_jobs_cost_is_unknown(fake):
+    fake.next_costs = [2.0, None, 4.0, None]
+    result = run(fake, imgs=images(4), concurrency=1)
+    assert result.cost_units is None
+    assert "cost at least 6 CU; 2 jobs' cost unknown" in result.messages[0]
+
+
+def test_cost_line_forms():
+    from scenario_detect.nodes.scenario.backend import cost_line
+
+    assert cost_line([2.0, 2.0]) == (4.0, "4 CU")
+    assert cost_line([2.0, None]) == (None, "at least 2 CU; 1 job's cost unknown")
+    assert cost_line([None, None]) == (None, "unknown")
+    assert cost_line([]) == (0.0, "0 CU")
 
 
 def test_upload_refused_as_too_large_is_a_clear_error(fake):
