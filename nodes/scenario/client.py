@@ -591,7 +591,6 @@ class ScenarioClient:
     async def _fetch_content(self, url: str, what: str) -> Any:
         """One download attempt: redirects followed by hand (each hop checked), the body read up to
         the cap. Returns a complete ``httpx.Response`` (non-200 answers keep a short body)."""
-        import httpx
 
         current = url
         for _hop in range(self.policy.max_redirects + 1):
@@ -604,8 +603,7 @@ class ScenarioClient:
                     continue
                 if response.status_code != 200:
                     body = await _read_capped(response, ERROR_BODY_BYTES, allow_truncation=True)
-                    return httpx.Response(response.status_code, headers=response.headers, content=body,
-                                          request=request)
+                    return _whole(response, body)
                 self._check_image_type(response, what)
                 cap = self.policy.max_download_bytes
                 announced = response.headers.get("content-length", "")
@@ -614,7 +612,7 @@ class ScenarioClient:
                 body = await _read_capped(response, cap)
                 if body is None:
                     raise self._too_large(what, None)
-                return httpx.Response(200, headers=response.headers, content=body, request=request)
+                return _whole(response, body)
             finally:
                 await response.aclose()
         raise ScenarioBadResponse(
@@ -632,9 +630,9 @@ class ScenarioClient:
 
     def _too_large(self, what: str, size: int | None) -> ScenarioBadResponse:
         cap_mb = self.policy.max_download_bytes / (1024 * 1024)
-        said = f" ({size / (1024 * 1024):.0f} MB announced)" if size is not None else ""
+        said = f" ({size / (1024 * 1024):.3g} MB announced)" if size is not None else ""
         return ScenarioBadResponse(
-            f"the download of {what} is larger than the {cap_mb:.0f} MB this node accepts{said}; it was "
+            f"the download of {what} is larger than the {cap_mb:.3g} MB this node accepts{said}; it was "
             "abandoned. A control map is far smaller: the download link or a proxy is serving something else."
         )
 
@@ -673,6 +671,16 @@ class ScenarioClient:
             self.stats["GET retries"] += 1
             log.debug("retrying %s after %s", what, last)
             await self._sleep(self.policy.backoff(attempt))
+
+
+def _whole(streamed: Any, body: bytes) -> Any:
+    """A complete response holding ``body`` (already decoded) in place of a streamed one."""
+    import httpx
+
+    # The body is decoded and may be cut short: headers describing the wire form no longer apply.
+    wire = {"content-encoding", "content-length", "transfer-encoding"}
+    headers = [(k, v) for k, v in streamed.headers.multi_items() if k.lower() not in wire]
+    return httpx.Response(streamed.status_code, headers=headers, content=body, request=streamed.request)
 
 
 async def _read_capped(response: Any, cap: int, allow_truncation: bool = False) -> bytes | None:
