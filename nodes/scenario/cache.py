@@ -138,7 +138,7 @@ class ResultCache:
         for path in paths:
             try:
                 if path.is_dir() and not path.is_symlink():
-                    return  # not ours to delete; put() will report it cannot write
+                    continue  # not ours to delete; put() will report it cannot write
                 path.unlink(missing_ok=True)
             except OSError:
                 pass
