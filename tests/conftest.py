@@ -49,6 +49,8 @@ from pathlib import Path
 import comfy_host
 import pytest
 
+pytest_plugins = ["pytester"]  # tests/test_no_real_api.py runs a session of its own to test the guard
+
 GUARD_ENV = "SCENARIO_DETECT_TEST_GUARD"  # read by nodes/scenario/client.py
 
 
