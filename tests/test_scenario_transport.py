@@ -399,3 +399,30 @@ def test_unannounced_or_compressed_bodies_are_counted_against_the_cap(fake: Fake
     assert "larger than the 0.5 MB this node accepts" in text
     content, _ = with_client(creds(fake), lambda c: c.download(bodies + path, what="asset a"))
     assert len(content) in (64 * 0x4000, 20 * 1024 * 1024)  # under the default cap it arrives whole
+
+
+# -- secrets ---------------------------------------------------------------------------------------
+
+
+def test_a_server_echoing_secrets_and_signed_urls_gets_them_scrubbed(fake: FakeScenario, caplog) -> None:
+    """Error paths quote the API's own words: a key, an auth header or a signed URL in them is blanked."""
+    auth = "Basic " + base64.b64encode(f"{fake.key}:{fake.secret}".encode()).decode()
+    signed = f"{fake.origin}/content/a.png?X-Amz-Signature=deadbeef&X-Amz-Credential=AKIAFAKE"
+    echo = {"reason": f"bad key {fake.key} / {fake.secret}", "details": {"auth": auth, "url": signed}}
+    fake.add_fault("POST", DETECT, 400, body=echo)
+    fake.add_fault("POST", DETECT, 503, body=echo)
+    fake.add_fault("GET", "/jobs/", 401, body=echo)
+    texts = [
+        fails(ScenarioRequestError, fake, creds(fake), lambda c: c.post(DETECT, DETECT_BODY, what="the detect")),
+        fails(ScenarioMaybeSent, fake, creds(fake), lambda c: c.post(DETECT, DETECT_BODY, what="the detect")),
+        fails(ScenarioError, fake, creds(fake), lambda c: c.get(api_path("jobs", "j"), what="a job")),
+        fails(ScenarioBadResponse, fake, creds(fake), lambda c: c.download(signed.replace("http:", "ftp:"), what="a")),
+        fails(ScenarioUnreachable, fake, creds(fake),
+              lambda c: c.download(signed.replace(str(fake.port), str(_closed_port())), what="a")),
+    ]
+    for text in texts:
+        for needle in (fake.key, fake.secret, auth.split()[1], "deadbeef", "AKIAFAKE"):
+            assert needle not in text, (needle, text)
+    assert "<redacted>" in texts[0] and "<redacted>" in texts[1]
+    for needle in (fake.key, fake.secret, auth.split()[1], "deadbeef", "AKIAFAKE"):
+        assert needle not in caplog.text
