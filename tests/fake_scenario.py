@@ -20,7 +20,7 @@
 - Hostile result URLs: :attr:`FakeScenario.content_url` ``"other_host"`` (``localhost`` instead
   of 127.0.0.1), ``"http_remote"`` (plain http to a non-loopback host), ``"redirect_loop"``,
   ``"oversized"`` (a body far over any sane cap), ``"stall"`` (headers, half the body, then
-  nothing until released or the client gives up).
+  nothing until released or the client gives up), ``"ftp"``, ``"dead_host"`` (a closed port).
 
 The JSON shapes are checked against the official ``scenario-sdk`` models in strict mode by
 ``tests/test_scenario_fake.py``.
@@ -94,7 +94,8 @@ class Fault:
     status: int = 500
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
-    action: str = "status"  # status | html | drop | delay | truncate | short_body | not_image
+    # status | html | drop | reset | bad_encoding | delay | truncate | short_body | not_image
+    action: str = "status"
     delay_s: float = 0.0
     create_job: bool = False  # for detect: create (and bill) the job, then answer the fault
     hits: int = 0
@@ -203,6 +204,9 @@ class FakeScenario:
         class Server(ThreadingHTTPServer):
             request_queue_size = 128  # a batch opens many connections at once; 5 would refuse some
 
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # faults break connections on purpose: no tracebacks in the test output
+
         self._server = Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
@@ -227,6 +231,16 @@ class FakeScenario:
     def port(self) -> int:
         assert self._server is not None
         return self._server.server_address[1]
+
+    @property
+    def dead_port(self) -> int:
+        """A loopback port nothing listens on (bound once, never listened to)."""
+        if not hasattr(self, "_dead"):
+            import socket
+
+            self._dead = socket.socket()
+            self._dead.bind(("127.0.0.1", 0))
+        return self._dead.getsockname()[1]
 
     @property
     def origin(self) -> str:
@@ -362,6 +376,8 @@ class FakeScenario:
             "redirect_loop": f"{self.origin}/redirect/50/{signed}",
             "oversized": f"{self.origin}/oversized/{signed}",
             "stall": f"{self.origin}/stall/{signed}",
+            "ftp": f"ftp://127.0.0.1:{self.port}/content/{signed}",
+            "dead_host": f"http://127.0.0.1:{self.dead_port}/content/{signed}",
         }[self.content_url]
         kind = "detection" if asset.source == "detection" else "uploaded"
         return {
@@ -505,6 +521,20 @@ class _Handler(BaseHTTPRequestHandler):
         self._record.status = -1
         self._answered()
 
+    def _reset(self) -> None:
+        """Close with a TCP reset (SO_LINGER 0): the client sees the connection broken, not closed."""
+        import socket
+        import struct
+
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+        except OSError:
+            pass
+        self._record.status = -2
+        self._answered()
+
     def do_GET(self) -> None:
         self._handle("GET")
 
@@ -550,13 +580,19 @@ class _Handler(BaseHTTPRequestHandler):
             if fault is not None:
                 fault.times -= 1
                 fault.hits += 1
-        if fault is not None and fault.action in ("status", "html", "drop", "delay"):
+        if fault is not None and fault.action in ("status", "html", "drop", "reset", "bad_encoding", "delay"):
             if fault.create_job and path == "/v1/generate/detect" and isinstance(body, dict):
                 self._detect(body, query, respond=False)
             if fault.action == "delay":
                 time.sleep(fault.delay_s)
             elif fault.action == "drop":
                 return self._drop()
+            elif fault.action == "reset":
+                return self._reset()
+            elif fault.action == "bad_encoding":
+                # A 200 that says gzip and is not: the client cannot decode the answer.
+                ctype = "image/png" if path.startswith("/content/") else "application/json"
+                return self._send(200, raw=b"not gzip" * 8, headers={"Content-Encoding": "gzip"}, ctype=ctype)
             elif fault.action == "html":
                 return self._send(
                     fault.status if fault.status != 500 else 200,
