@@ -13,7 +13,7 @@ import threading
 # Scrubbing twice must change nothing: a query already removed is left as it is.
 _URL_QUERY = re.compile(r"(https?://[^\s?#\"'<>]+)\?[^\s\"'<>]+", re.IGNORECASE)
 _AUTH = re.compile(r"\b(Basic|Bearer)\s+[A-Za-z0-9+/=._~-]{6,}", re.IGNORECASE)
-_SIGNED = re.compile(r"(X-Amz-[A-Za-z-]+|Signature|Key-Pair-Id|Policy|Expires)=[^\s&\"'<>]*", re.IGNORECASE)
+_SIGNED = re.compile(r"(X-Amz-[A-Za-z-]+|Signature|Key-Pair-Id|Policy|Expires)=[^\s&\"'<>]+", re.IGNORECASE)
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
