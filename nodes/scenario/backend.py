@@ -145,9 +145,14 @@ class Inputs:
             self._u8[i] = frame if frame.dtype == np.uint8 else rgb_u8(frame)
         return self._u8[i]
 
-    def cache_key(self, i: int) -> str:
+    def cache_key(self, i: int, credentials: Credentials) -> str:
         plan = self.plan
-        common = {"modality": plan.modality, "fields": plan.fields, "original_assets": plan.original_assets}
+        common = {
+            "credentials": credentials,  # API address and account: results are not shared across them
+            "modality": plan.modality,
+            "fields": plan.fields,
+            "original_assets": plan.original_assets,
+        }
         if plan.asset_ids:
             return cache_key(**common, asset_id=plan.asset_ids[i])
         u8 = self.pixels(i)
@@ -194,12 +199,14 @@ class Inputs:
 # -- step 3: results already paid for --------------------------------------------------------------
 
 
-async def cached_outcomes(store: ResultCache, inputs: Inputs) -> tuple[list[JobOutcome | None], list[str]]:
+async def cached_outcomes(
+    store: ResultCache, inputs: Inputs, credentials: Credentials
+) -> tuple[list[JobOutcome | None], list[str]]:
     """(outcome or None per job, cache key per job). A damaged entry counts as a miss."""
     from ..images import decode_image
 
     def lookup(i: int) -> tuple[JobOutcome | None, str]:
-        key = inputs.cache_key(i)
+        key = inputs.cache_key(i, credentials)
         cached = store.get(key)
         if cached is None:
             return None, key
@@ -408,7 +415,7 @@ async def run_scenario(
     outcomes: list[JobOutcome | None] = [None] * plan.count
     keys: list[str] = []
     if store is not None:
-        outcomes, keys = await cached_outcomes(store, inputs)
+        outcomes, keys = await cached_outcomes(store, inputs, creds)
         for i, outcome in enumerate(outcomes):
             if outcome is not None:
                 progress.report(i, 1.0)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import background
-from .client import ApiResponse, ContentExpired, ScenarioClient
+from .client import ApiResponse, ContentExpired, ScenarioClient, api_path
 from .errors import (
     ScenarioBadResponse,
     ScenarioError,
@@ -109,7 +109,7 @@ async def cancel_job(client: ScenarioClient, job_id: str) -> bool:
     try:
         await asyncio.wait_for(
             client.post(
-                f"/jobs/{job_id}/action",
+                api_path("jobs", job_id, "action"),
                 {"action": "cancel"},
                 what=f"cancel of job {job_id}",
                 timeout_s=CANCEL_TIMEOUT_S,
@@ -154,7 +154,7 @@ async def fetch_asset(client: ScenarioClient, asset_id: str, validate: Callable[
     Content that ``validate`` rejects (truncated, not an image) is downloaded once more."""
     refreshed = retried_bad = False
     while True:
-        data = await client.get(f"/assets/{asset_id}", what=f"asset {asset_id}")
+        data = await client.get(api_path("assets", asset_id), what=f"asset {asset_id}")
         asset = data.get("asset")
         url = asset.get("url") if isinstance(asset, dict) else None
         if not isinstance(url, str) or not url:
@@ -327,7 +327,7 @@ async def poll_until_terminal(
     while not job.terminal:
         await asyncio.sleep(schedule.next_wait(next(intervals), progress, seen_at, time.monotonic() - created_at))
         polls += 1
-        data = _job_of(await client.get(f"/jobs/{job.id}", what=f"job {job.id}"), f"job {job.id}")
+        data = _job_of(await client.get(api_path("jobs", job.id), what=f"job {job.id}"), f"job {job.id}")
         job.observe(data)
         value = data.get("progress")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
