@@ -539,7 +539,7 @@ class ScenarioClient:
                     continue
                 raise transport_error(
                     exc, what, target=f"the Scenario API at {self.credentials.base_url}", method="POST",
-                    timeout_s=self.policy.connect_timeout_s if never_sent(exc) else read_timeout,
+                    timeout_s=self._timeout_of(exc, read_timeout),
                 ) from None
             status = response.status_code
             if status in ok:
@@ -636,6 +636,14 @@ class ScenarioClient:
             "abandoned. A control map is far smaller: the download link or a proxy is serving something else."
         )
 
+    def _timeout_of(self, exc: BaseException, read_timeout_s: float | None = None) -> float:
+        """The limit that ``exc`` (a timeout) ran into, for the message."""
+        import httpx
+
+        if isinstance(exc, httpx.ConnectTimeout):
+            return self.policy.connect_timeout_s
+        return self.policy.read_timeout_s if read_timeout_s is None else read_timeout_s
+
     async def _get_with_retries(
         self, send: Callable[[], Awaitable[Any]], what: str, *, kind: str, target: str
     ) -> Any:
@@ -649,9 +657,8 @@ class ScenarioClient:
                 response = await send()
             except errors as exc:
                 if not _retryable(exc) or (never_sent(exc) and attempt + 1 >= self.policy.get_attempts):
-                    raise transport_error(
-                        exc, what, target=target, method="GET", timeout_s=self.policy.read_timeout_s
-                    ) from None
+                    timeout_s = self._timeout_of(exc)
+                    raise transport_error(exc, what, target=target, method="GET", timeout_s=timeout_s) from None
                 last = _cause(exc)
             else:
                 status = response.status_code
