@@ -193,6 +193,23 @@ def test_polls_failing_for_good_give_up_and_cancel_the_job(fake):
     assert fake.canceled_jobs() == [fake.billed_jobs[0].id]
 
 
+@pytest.mark.parametrize("action", ["reset", "drop", "bad_encoding"])
+@pytest.mark.parametrize("step, path", [("poll", "/v1/jobs/"), ("asset", "/v1/assets/"), ("download", "/content/")])
+def test_transport_fault_for_good_at_each_step(fake, step, path, action):
+    """A GET that keeps breaking ends in a clear error after its retries; the job is canceled when
+    it was still running (poll), and not when it had already finished (asset, download)."""
+    from scenario_detect.nodes.scenario.errors import ScenarioError
+
+    if step == "poll":
+        fake.job_seconds = 60
+    fake.add_fault("GET", path, action=action, times=1000)
+    err = _fails(fake, ScenarioError)
+    assert "Traceback" not in str(err)
+    [job] = fake.billed_jobs
+    assert len(fake.requests_to("POST", "/generate/detect")) == 1
+    assert fake.canceled_jobs() == ([job.id] if step == "poll" else [])
+
+
 # -- job outcomes ----------------------------------------------------------------------------------
 
 
@@ -380,6 +397,44 @@ def test_stalled_download_ends_at_timeout_without_a_cancel(fake):
     assert job.id in str(err) and "not downloaded" in str(err)
     assert fake.canceled_jobs() == []
     assert len(fake.requests_to("POST", "/generate/detect")) == 1
+
+
+def test_timeout_bounds_the_upload_and_no_job_is_created(fake):
+    held = fake.hold("POST", "/v1/assets$")
+    err = _fails(fake, ScenarioTimeout, timeout_s=0.5, inline_max_bytes=100)
+    assert "not uploaded" in str(err) and "no job was created" in str(err)
+    held.release()
+    assert fake.requests_to("POST", "/generate/detect") == [] and fake.billed_jobs == []
+
+
+def test_cancelling_the_callers_task_cancels_the_job_before_it_returns(fake):
+    """The host (or Ctrl-C in the CLI) cancels the coroutine awaiting run_scenario: the job is
+    canceled on Scenario before that cancellation completes, so no loop ending can drop it."""
+    import asyncio
+
+    from scenario_support import FAST_POLICY, FAST_POLLS, creds
+
+    from scenario_detect.nodes.scenario.backend import run_scenario
+    from scenario_detect.nodes.scenario.client import RetryPolicy
+
+    fake.job_seconds = 60
+    held = fake.hold("GET", "/v1/jobs/")  # the first poll: the job exists
+
+    async def main() -> None:
+        task = asyncio.ensure_future(
+            run_scenario(
+                images(), "canny", {}, credentials=creds(fake), use_cache=False,
+                policy=RetryPolicy(**FAST_POLICY), poll_schedule=FAST_POLLS,
+            )
+        )  # fmt: skip
+        await asyncio.to_thread(held.wait_reached)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert fake.canceled_jobs() == [fake.billed_jobs[0].id]  # already, not "eventually"
+
+    asyncio.run(main())
+    held.release()
 
 
 def test_cost_says_when_some_jobs_cost_is_unknown(fake):

@@ -306,7 +306,7 @@ async def run_jobs(
         async with semaphore:
             return await run_job(
                 session,
-                await inputs.body(session.client, i),
+                inputs.body(session.client, i),  # awaited inside the job's timeout
                 plan.query,
                 timeout_s=timeout_s,
                 validate=decode_image,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -349,7 +349,7 @@ def result_asset_ids(job: dict[str, Any], job_id: str) -> list[str]:
 
 async def run_job(
     session: Session,
-    body: dict[str, Any],
+    body: dict[str, Any] | Awaitable[dict[str, Any]],
     query: dict[str, str],
     *,
     timeout_s: float,
@@ -358,9 +358,9 @@ async def run_job(
     schedule: PollSchedule | None = None,
     label: str = "image 1",
 ) -> JobOutcome:
-    """One detect job to its result bytes, within ``timeout_s`` from the POST to the downloaded
-    result (429 waits and retries included). Whatever ends it early, its :class:`RemoteJob` cancels
-    the remote job."""
+    """One detect job to its result bytes, within ``timeout_s`` from its start (the upload when
+    ``body`` is still to be made, the POST, polls, 429 waits, retries and the download). Whatever
+    ends it early, its :class:`RemoteJob` cancels the remote job."""
     report = on_progress or (lambda fraction: None)
     started = time.monotonic()
     client = session.client
@@ -368,6 +368,8 @@ async def run_job(
     async with RemoteJob(session, label) as job:
         try:
             async with asyncio.timeout(timeout_s):
+                if not isinstance(body, dict):
+                    body = await body  # the image's upload, when it is too large to send inline
                 created = await job.create(body, query)
                 asset = created.get("asset")
                 if job.status == "success" and isinstance(asset, dict) and isinstance(asset.get("id"), str):
@@ -391,6 +393,11 @@ async def run_job(
 
 
 def _timeout_message(job: RemoteJob, timeout_s: float) -> str:
+    if job.status == "not created":
+        return (
+            f"{job.label} was not uploaded to Scenario within timeout_s ({timeout_s:g} s); no job was "
+            "created. Raise timeout_s, send a smaller image or check the network."
+        )
     if job.id is None:
         return (
             f"Scenario did not answer the detect request for {job.label} within timeout_s ({timeout_s:g} s); "
