@@ -258,3 +258,37 @@ def test_images_over_the_request_limit_as_png_are_sent_as_jpeg(fake):
     with pytest.raises(ScenarioRequestError, match="scale it down"):
         run(fake, batch, upload_max_bytes=jpeg // 2)
     assert len(fake.requests_to("POST", "/generate/detect")) == 1
+
+
+# -- the steps of run_scenario, each on its own ----------------------------------------------------
+
+
+def test_plan_jobs_checks_before_anything_is_sent():
+    from scenario_detect.nodes.scenario.backend import plan_jobs
+
+    plan = plan_jobs(images(2, 30, 40), "canny", {}, None, original_assets=True)
+    assert plan.count == 2 and plan.size(1) == (30, 40) and plan.label(1) == "image 2"
+    assert plan.query == {"originalAssets": "true"} and set(plan.fields) == {"lowThreshold", "highThreshold"}
+    several = plan_jobs(images(1, 30, 40), "depth", {}, "asset_a asset_b", original_assets=False)
+    assert several.count == 2 and several.size(1) == (30, 40) and several.label(0) == "asset asset_a (item 1)"
+    with pytest.raises(ScenarioRequestError, match="unknown modality 'edges'"):
+        plan_jobs(images(1), "edges", {}, None, False)
+    with pytest.raises(ScenarioRequestError, match="low_threshold"):
+        plan_jobs(images(1), "canny", {"low_threshold": 200, "high_threshold": 100}, None, False)
+
+
+def test_assemble_maps_sizes_and_says_what_it_resized():
+    from scenario_detect.nodes.scenario.backend import assemble_maps, plan_jobs
+    from scenario_detect.nodes.scenario.jobs import JobOutcome
+
+    plan = plan_jobs(images(2, 30, 40), "canny", {}, None, False)
+    outcomes = [
+        JobOutcome([f"asset_{i}"], b"", 1.0, decoded=np.full((h, w, 3), i / 2, np.float32))
+        for i, (h, w) in enumerate([(64, 64), (64, 128)])
+    ]
+    maps, messages = assemble_maps(plan, outcomes, keep_api_size=False)
+    assert maps.shape == (2, 30, 40, 3) and messages == []
+    assert float(maps[1].mean()) == pytest.approx(0.5)
+    maps, messages = assemble_maps(plan, outcomes, keep_api_size=True)
+    assert maps.shape == (2, 64, 64, 3)
+    assert messages == ["image 2 came back at 128x64; resized to 64x64 to fit one batch."]

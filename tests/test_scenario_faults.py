@@ -324,8 +324,11 @@ def test_interrupt_during_a_slow_detect_request_still_cancels_the_job(fake):
     with pytest.raises(Interrupted):  # Cancel pressed while the server has not answered the POST
         run(fake, check_interrupt=held.reached.is_set)
     assert fake.canceled_jobs() == []  # the job exists, its id has not reached us yet
+    from scenario_detect.nodes.scenario import background
+
+    assert background.pending_follow_ups() >= 1  # what the interpreter waits for at exit (the CLI)
     held.release()
-    fake.wait_until(lambda: fake.canceled_jobs(), what="the cancel of the late job")
+    assert background.wait_for_follow_ups(30)
     [job] = fake.billed_jobs
     assert fake.canceled_jobs() == [job.id]
     assert len(fake.requests_to("POST", "/generate/detect")) == 1
