@@ -753,15 +753,18 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.action == "not_image":
             return self._send(200, raw=b"this is not an image at all", ctype="image/png")
         if fault is not None and fault.action == "short_body":
-            # Announce the full length, send half, hang up: a connection cut mid-download.
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data[: len(data) // 2])
-            self.wfile.flush()
+            self._send_half(data)  # then hang up: a connection cut mid-download
             return self._drop()
         return self._send(200, raw=data, ctype="image/png")
+
+    def _send_half(self, data: bytes) -> None:
+        """Headers announcing all of ``data``, then only its first half."""
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data[: len(data) // 2])
+        self.wfile.flush()
 
     def _oversized(self) -> None:
         """Announces and streams a huge body until the client hangs up."""
@@ -785,13 +788,7 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server_fake
         m = re.fullmatch(r"/content/([\w-]+)\.png", path)
         asset = fake.assets.get(m.group(1)) if m else None
-        data = asset.content if asset is not None else b""
-        self.send_response(200)
-        self.send_header("Content-Type", "image/png")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data[: len(data) // 2])
-        self.wfile.flush()
+        self._send_half(asset.content if asset is not None else b"")
         self._record.status = 200
         self._answered()
         if self._hold is None:  # stalls until the test resets the fake
