@@ -25,7 +25,7 @@ from .cache import ResultCache, cache_enabled, cache_key
 from .client import RetryPolicy, ScenarioClient
 from .credentials import Credentials, load_credentials
 from .errors import ScenarioBatchError, ScenarioError, ScenarioRequestError
-from .jobs import JobOutcome, PollSchedule, Session, estimate, run_job, upload_image
+from .jobs import JobOutcome, PollSchedule, Session, estimate, retry_sleep, run_job, upload_image
 
 log = logging.getLogger("scenario_detect.scenario")
 
@@ -273,6 +273,9 @@ async def gather_in_order(
         if pending:
             # Let each task cancel its remote job; bounded so Cancel never hangs.
             await asyncio.wait(pending, timeout=STOP_WAIT_S)
+        for task in tasks:  # the first failure is raised; later ones are consequences, not news
+            if task.done() and not task.cancelled():
+                task.exception()
     if interrupted:
         raise host.Interrupted("Scenario detect interrupted; the remote jobs were canceled")
     if failure:
@@ -423,7 +426,7 @@ async def run_scenario(
     requests: dict[str, int] = {}
     if todo:
         concurrency = max(1, min(MAX_CONCURRENCY, concurrency or default_concurrency()))
-        client = ScenarioClient(creds, policy, max_connections=concurrency * 2 + 2)
+        client = ScenarioClient(creds, policy, max_connections=concurrency * 2 + 2, sleep=retry_sleep)
 
         async def remote() -> list[JobOutcome]:
             async with Session(client) as session:

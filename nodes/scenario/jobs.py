@@ -9,6 +9,7 @@ a stopped run does not keep spending the user's credits.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -183,6 +184,36 @@ async def fetch_asset(client: ScenarioClient, asset_id: str, validate: Callable[
 
 
 
+@dataclass
+class _PostState:
+    """Where a detect POST is, for its owner: between attempts (a 429 wait, a connection that was
+    refused) nothing is in flight, so nothing can be created; once abandoned it must not try again."""
+
+    waiting: bool = False
+    abandoned: bool = False
+
+
+_post_state: contextvars.ContextVar[_PostState | None] = contextvars.ContextVar("scenario_post_state", default=None)
+
+
+async def retry_sleep(seconds: float) -> None:
+    """The client's wait between attempts (pass it as ``ScenarioClient(sleep=...)``): marks the
+    detect POST as not in flight, and ends it instead of retrying once its run was abandoned."""
+    state = _post_state.get()
+    if state is None:
+        await asyncio.sleep(seconds)
+        return
+    if state.abandoned:
+        raise asyncio.CancelledError("abandoned: not retried")
+    state.waiting = True
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        state.waiting = False
+    if state.abandoned:
+        raise asyncio.CancelledError("abandoned: not retried")
+
+
 class Session:
     """One run's API client plus the requests that must outlive a step of it (remote cancels, a
     detect request abandoned in flight). Closing waits for none of them: when some are still
@@ -208,9 +239,9 @@ class Session:
 
         background.follow_up(close_after(), "closing the connection after a cancel")
 
-    def keep(self, coro: Any) -> asyncio.Task[Any]:
+    def keep(self, coro: Any, context: contextvars.Context | None = None) -> asyncio.Task[Any]:
         """Run ``coro`` as a task this session's client stays open for."""
-        task = asyncio.ensure_future(coro)
+        task = asyncio.get_running_loop().create_task(coro, context=context)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -233,6 +264,7 @@ class RemoteJob:
         self.status = "not created"
         self.cost: float | None = None
         self._post: asyncio.Task[ApiResponse] | None = None
+        self._post_state = _PostState()
 
     @property
     def terminal(self) -> bool:
@@ -242,7 +274,10 @@ class RemoteJob:
         """``POST /generate/detect``; returns the answer. The request runs as its own task, so
         leaving while it is in flight does not drop the job it may create."""
         client = self.session.client
-        self._post = self.session.keep(client.post("/generate/detect", body, query=query, what="the detect request"))
+        context = contextvars.copy_context()
+        context.run(_post_state.set, self._post_state)
+        post = client.post("/generate/detect", body, query=query, what="the detect request")
+        self._post = self.session.keep(post, context)
         self.status = "requested"
         response = await asyncio.shield(self._post)
         data = response.data
@@ -265,6 +300,11 @@ class RemoteJob:
         reason = "the run finished without it" if kind is None else f"{kind.__name__}: {scrub(exc) or 'no message'}"
         if self.id is None:
             assert self._post is not None
+            self._post_state.abandoned = True  # no new attempt from now on
+            if not self._post.done() and self._post_state.waiting:
+                self._post.cancel()
+                log.info("Scenario detect request for %s stopped between tries (%s): no job exists", self.label, reason)
+                return
             if not self._post.done():
                 log.warning(
                     "Scenario detect request for %s abandoned in flight (%s): following it in the background "
@@ -297,7 +337,10 @@ class RemoteJob:
             )
             return
         except BaseException as exc:  # noqa: BLE001 - the request failed: no job id to cancel
-            log.info("the abandoned detect request for %s failed (%s): no job to cancel", self.label, scrub(exc))
+            if post.cancelled():
+                log.info("the abandoned detect request for %s was not tried again: no job exists", self.label)
+            else:
+                log.info("the abandoned detect request for %s failed (%s): no job to cancel", self.label, scrub(exc))
             return
         job = response.data.get("job") if isinstance(response.data, dict) else None
         job_id = job.get("jobId") if isinstance(job, dict) else None
