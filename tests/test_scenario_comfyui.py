@@ -7,7 +7,6 @@ and keys through the environment, as a user's server would get real ones.
 from __future__ import annotations
 
 import contextlib
-import time
 import uuid
 from typing import Any
 
