@@ -168,6 +168,7 @@ def test_missing_key_then_the_user_folder_credentials_file(keyless_server) -> No
 # in-process in test_scenario_faults.py; the time from Cancel to the cancel request is measured by
 # ``benchmarks/bench_scenario.py --cancel-latency 20``.
 
+
 def _queue(server: ComfyServer, seed: int, **overrides: Any) -> str:
     # A new image per row: ComfyUI would otherwise serve the node's cached output.
     return server.queue_prompt(_graph(server, _upload(server, seed, width=96, height=64), **overrides))

@@ -247,9 +247,7 @@ async def _watch_interrupt(check_interrupt: Callable[[], bool]) -> None:
         await asyncio.sleep(INTERRUPT_POLL_S)
 
 
-async def gather_in_order(
-    coros: list[Any], check_interrupt: Callable[[], bool] | None, labels: list[str]
-) -> list[Any]:
+async def gather_in_order(coros: list[Any], check_interrupt: Callable[[], bool] | None, labels: list[str]) -> list[Any]:
     """Run tasks; results in input order. The first failure or an interrupt cancels the rest
     (each job's RemoteJob cancels its remote job on the way out) and is raised."""
     tasks = [asyncio.ensure_future(c) for c in coros]

@@ -183,7 +183,6 @@ async def fetch_asset(client: ScenarioClient, asset_id: str, validate: Callable[
         return content, decoded
 
 
-
 @dataclass
 class _PostState:
     """Where a detect POST is, for its owner: between attempts (a 429 wait, a connection that was
