@@ -73,6 +73,7 @@ class Request:
     headers: dict[str, str]
     body: Any
     status: int = 0
+    at: float = field(default_factory=time.time)  # when it arrived (time.time(), as the tests' clocks)
 
 
 @dataclass
@@ -104,13 +105,17 @@ class Job:
     result_asset: str | None = None
     cost: float = 0.0
     making: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    gate: threading.Event | None = field(default=None, repr=False)  # in progress until set
+
+    def held(self) -> bool:
+        return self.gate is not None and not self.gate.is_set()
 
     def state(self, now: float | None = None) -> tuple[str, float]:
         now = time.time() if now is None else now
         if self.canceled_at is not None:
             return "canceled", self.fraction(self.canceled_at)
         f = self.fraction(now)
-        if self.outcome == "stuck":
+        if self.outcome == "stuck" or self.held():
             return "in-progress", min(f, 0.5)
         if f >= 1.0:
             return ("success" if self.outcome == "success" else self.outcome), 1.0
@@ -154,7 +159,12 @@ class FakeScenario:
         self.assets: dict[str, Asset] = {}
         self.next_outcomes: list[tuple[str, str, str]] = []  # (outcome, error, hint) for the next jobs
         self.immediate_success = False  # answer detect with a finished job and its asset
+        # Test hooks: jobs created while ``job_gate`` is an unset Event stay in progress until it is
+        # set; ``result_png`` (when set) is every job's result instead of the luma map.
+        self.job_gate: threading.Event | None = None
+        self.result_png: bytes | None = None
         self.lock = threading.RLock()
+        self.request_seen = threading.Condition(self.lock)  # notified on every request
         self._ids = itertools.count(1)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -245,6 +255,20 @@ class FakeScenario:
             self.assets.clear()
             self.next_outcomes.clear()
             self.immediate_success = False
+            self.job_gate = None
+            self.result_png = None
+
+    def wait_for_requests(self, method: str, pattern: str, count: int, timeout: float) -> list[Request]:
+        """Block until ``count`` requests matching (method, regex ``pattern``) arrived, or ``timeout``
+        passed; returns the matching requests seen by then (fewer than ``count`` on timeout)."""
+        rx = re.compile(pattern)
+
+        def matching() -> list[Request]:
+            return [r for r in self.requests if r.method == method and rx.search(r.path)]
+
+        with self.request_seen:
+            self.request_seen.wait_for(lambda: len(matching()) >= count, timeout)
+            return matching()
 
     def requests_to(self, method: str, pattern: str) -> list[Request]:
         rx = re.compile(pattern)
@@ -333,7 +357,8 @@ class FakeScenario:
             if job.result_asset is None:
                 with self.lock:
                     source = self.assets[job.input_asset]
-                job.result_asset = self._store_asset(_fake_map(source.content, job.modality), "detection").id
+                content = self.result_png if self.result_png is not None else _fake_map(source.content, job.modality)
+                job.result_asset = self._store_asset(content, "detection").id
             return job.result_asset
 
     def create_job(self, modality: str, fields: dict[str, Any], input_asset: str) -> Job:
@@ -350,6 +375,7 @@ class FakeScenario:
                 error or "Detection failed",
                 hint,
                 cost=self.cost_per_job,
+                gate=self.job_gate,
             )
             self.jobs[job.id] = job
         # The "worker": makes the result while the job runs, as the real service does elsewhere,
@@ -436,6 +462,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._record = Request(method, path, query, dict(self.headers), None)
             with fake.lock:
                 fake.requests.append(self._record)
+                fake.request_seen.notify_all()
             # Drain then refuse, as the gateway does.
             remaining = length
             while remaining > 0:
@@ -454,6 +481,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._record = Request(method, path, query, dict(self.headers), body)
         with fake.lock:
             fake.requests.append(self._record)
+            fake.request_seen.notify_all()
             fault = next((f for f in fake.faults if f.times > 0 and f.method == method and f.path.search(path)), None)
             if fault is not None:
                 fault.times -= 1

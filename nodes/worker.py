@@ -1,0 +1,55 @@
+"""Local runs off ComfyUI's event loop, one at a time.
+
+``Detect.execute`` is a coroutine: ComfyUI runs it as a task and goes on with the prompt's other
+nodes while it is pending (remote jobs polling, ComfyUI's own API nodes). Local inference and weight
+downloads block for seconds, so they run here, on one worker thread, while the loop stays free.
+
+- One worker, shared by every local Detect of the process: a CPU method already uses every core
+  (torch's intra-op threads, the OpenCV frame pool in ``images.map_frames``), so two at once would
+  only oversubscribe them; on a GPU, one run at a time keeps ComfyUI's VRAM accounting simple. A
+  second local Detect waits in the queue (its task is pending, the loop is still free).
+- Models and downloads are therefore never raced by two of our runs; ``ModelCache`` and the weight
+  download still lock per model / per file for any other caller (CLI code, tests).
+- The run executes in a copy of the node task's context: ComfyUI's progress hook finds the executing
+  node (``comfy_execution.utils.current_executing_context``) there, so the progress bar moves on the
+  right node. Cancel is ComfyUI's global interrupt flag, checked between chunks as before.
+- If the node's task is cancelled (another node failed, or consumed the interrupt flag first), the
+  run is told to stop at its next check instead of running on into the next prompt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from . import host
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_executor: ThreadPoolExecutor | None = None
+
+
+def _worker() -> ThreadPoolExecutor:
+    global _executor
+    with _lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scenario-detect-local")
+        return _executor
+
+
+async def run_off_loop(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` on the local worker thread, awaited without blocking the loop."""
+    context = contextvars.copy_context()
+    abandoned = threading.Event()
+    context.run(host.set_abandon_event, abandoned)
+    future = _worker().submit(context.run, fn, *args, **kwargs)
+    try:
+        return await asyncio.wrap_future(future)
+    except asyncio.CancelledError:
+        abandoned.set()  # not-yet-started runs are dropped by the cancel; a running one stops at its next check
+        raise
