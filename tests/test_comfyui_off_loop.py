@@ -5,7 +5,7 @@ comes from a loopback "hub" that holds the download) and one on the fake Scenari
 driven by hooks, not sleeps:
 
 - the hub sends the first 64 KiB of the weight file, then holds the rest until the fake Scenario has
-  seen ``POLLS`` polls of the cloud job; so the local run is in progress (on its worker thread, inside
+  seen ``POLLS`` more polls of the cloud job; so the local run is in progress (on its worker thread, inside
   the download) for as long as the cloud job needs to be polled that often;
 - the fake keeps the cloud job in progress (``job_gate``) until the hub has sent the whole file, so
   the cloud node cannot finish before the local download has started and ended.
@@ -75,10 +75,11 @@ class _HeldHub(http.server.BaseHTTPRequestHandler):
             return
         cls.held = True
         cls.started = time.time()
+        polled_before = len(cls.fake.requests_to("GET", JOB_POLL))  # the cloud node may have started first
         head = 1 << 16
         self.wfile.write(self.payload[:head])
         self.wfile.flush()
-        cls.fake.wait_for_requests("GET", JOB_POLL, POLLS, timeout=HOLD_LIMIT_S)
+        cls.fake.wait_for_requests("GET", JOB_POLL, polled_before + POLLS, timeout=HOLD_LIMIT_S)
         self.wfile.write(self.payload[head:])
         self.wfile.flush()
         cls.finished = time.time()
