@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,7 @@ from typing import Any, TypeVar
 
 from . import host
 
+log = logging.getLogger("scenario_detect")
 T = TypeVar("T")
 
 _lock = threading.Lock()
@@ -47,7 +49,16 @@ async def run_off_loop(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     context = contextvars.copy_context()
     abandoned = threading.Event()
     context.run(host.set_abandon_event, abandoned)
-    future = _worker().submit(context.run, fn, *args, **kwargs)
+
+    def call() -> T:
+        try:
+            return fn(*args, **kwargs)
+        except host.Interrupted:
+            if abandoned.is_set():  # nobody awaits the result any more: say where the run went
+                log.info("Local run stopped: the prompt it belonged to was cancelled or failed")
+            raise
+
+    future = _worker().submit(context.run, call)
     try:
         return await asyncio.wrap_future(future)
     except asyncio.CancelledError:

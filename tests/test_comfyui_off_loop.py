@@ -14,6 +14,9 @@ If the local run blocked the loop, no poll could happen while the hub holds the 
 waiting after ``HOLD_LIMIT_S`` (only so that the test ends; nothing is asserted on time) and the test
 fails on the poll count. The timeline (poll times relative to the download) is written to
 ``tests/artifacts/off_loop_timeline.json``.
+
+A second test fails the cloud job while the local run is held: the abandoned local run must stop at
+its next check rather than finish its download and inference for a prompt that is over.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +38,7 @@ import cv2
 import numpy as np
 import pytest
 import random_weights
+from comfy_host import PromptFailed
 from fake_scenario import FakeScenario
 from PIL import Image
 
@@ -55,6 +60,15 @@ class _HeldHub(http.server.BaseHTTPRequestHandler):
     started: float | None = None  # the held download's request arrived
     finished: float | None = None  # its last byte was sent
     held = False
+    polls_to_release: int | None = POLLS  # None: hold until ``release`` is set
+    release = threading.Event()
+
+    @classmethod
+    def reset(cls, polls_to_release: int | None = POLLS) -> None:
+        cls.started = cls.finished = None
+        cls.held = False
+        cls.polls_to_release = polls_to_release
+        cls.release = threading.Event()
 
     def log_message(self, *args: object) -> None:
         pass
@@ -79,12 +93,20 @@ class _HeldHub(http.server.BaseHTTPRequestHandler):
         head = 1 << 16
         self.wfile.write(self.payload[:head])
         self.wfile.flush()
-        cls.fake.wait_for_requests("GET", JOB_POLL, polled_before + POLLS, timeout=HOLD_LIMIT_S)
-        self.wfile.write(self.payload[head:])
-        self.wfile.flush()
+        if cls.polls_to_release is None:
+            if cls.fake.job_gate is not None:
+                cls.fake.job_gate.set()  # the cloud job may end now: the local run is in its download
+            cls.release.wait(timeout=HOLD_LIMIT_S)
+        else:
+            cls.fake.wait_for_requests("GET", JOB_POLL, polled_before + cls.polls_to_release, timeout=HOLD_LIMIT_S)
+        try:
+            self.wfile.write(self.payload[head:])
+            self.wfile.flush()
+        except OSError:  # the client gave up on the file
+            pass
         cls.finished = time.time()
-        assert cls.fake.job_gate is not None
-        cls.fake.job_gate.set()
+        if cls.fake.job_gate is not None:
+            cls.fake.job_gate.set()
 
 
 class _Events(threading.Thread):
@@ -140,80 +162,135 @@ def _read(path: Path) -> np.ndarray:
         return np.asarray(png.convert("RGB"))
 
 
-def test_cloud_job_is_polled_while_a_local_run_works(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[comfy_host.ComfyServer, FakeScenario, Path]]:
+    """A server of its own: downloads allowed from the held hub, Scenario keys for the fake."""
     _HeldHub.payload = (
         random_weights.models_root() / "lllyasviel" / "Annotators" / "table5_pidinet.pth"
     ).read_bytes()
     hub = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HeldHub)
     threading.Thread(target=hub.serve_forever, daemon=True).start()
-    with FakeScenario(job_seconds=0.3) as fake:
-        _HeldHub.fake = fake
-        _HeldHub.held = False
-        fake.job_gate = threading.Event()
-        options, _ = comfy_host.without_weights(
-            tmp_path,
-            HF_ENDPOINT=f"http://127.0.0.1:{hub.server_address[1]}",
-            SCENARIO_DETECT_OFFLINE="0",
-            HF_HUB_OFFLINE="0",
-            SCENARIO_DETECT_CACHE="0",
-            **fake.env(),
-        )
-        try:
+    try:
+        with FakeScenario(job_seconds=0.3) as fake:
+            _HeldHub.fake = fake
+            options, models = comfy_host.without_weights(
+                tmp_path_factory.mktemp("off-loop"),
+                HF_ENDPOINT=f"http://127.0.0.1:{hub.server_address[1]}",
+                SCENARIO_DETECT_OFFLINE="0",
+                HF_HUB_OFFLINE="0",
+                SCENARIO_DETECT_CACHE="0",
+                **fake.env(),
+            )
             with comfy_host.start_server(options, name="off-loop") as server:
-                events = _Events(server)
-                events.start()
-                assert events.connected.wait(30), "no websocket connection to ComfyUI"
-                picture = _image()
-                name = server.upload_image(picture, name="off-loop.png")
-                graph = {
-                    "1": {"class_type": "LoadImage", "inputs": {"image": name}},
-                    "2": _detect(server, ["1", 0], "local", modality="scribble", local_method="pidinet_scribble"),
-                    "3": _detect(server, ["1", 0], "scenario", modality="canny"),
-                    "4": _save(["2", 0]),
-                    "5": _save(["3", 0]),
-                }
-                history = server.run(graph, timeout=240)
-                local = _read(server.output_images(history, "4")[0])
-                cloud = _read(server.output_images(history, "5")[0])
+                yield server, fake, models / "lllyasviel" / "Annotators"
+    finally:
+        _HeldHub.release.set()
+        hub.shutdown()
+        hub.server_close()
 
-                # The same local run again, alone (another file name, so ComfyUI's cache cannot answer).
-                alone = server.upload_image(picture, name="off-loop-alone.png")
-                graph_alone = {
-                    "1": {"class_type": "LoadImage", "inputs": {"image": alone}},
-                    "2": graph["2"],
-                    "4": _save(["2", 0]),
-                }
-                reference = _read(server.output_images(server.run(graph_alone, timeout=240), "4")[0])
-        finally:
-            hub.shutdown()
-            hub.server_close()
 
-        started, finished = _HeldHub.started, _HeldHub.finished
-        assert started is not None and finished is not None, "the local run never downloaded its weights"
-        polls = [r.at for r in fake.requests_to("GET", JOB_POLL)]
-        during = [t for t in polls if started <= t <= finished]
-        timeline = {
-            "download_held_s": round(finished - started, 3),
-            "poll_times_from_download_start_s": [round(t - started, 3) for t in polls],
-            "polls_during_local_run": len(during),
-        }
-        artifacts = Path(__file__).parent / "artifacts"
-        artifacts.mkdir(exist_ok=True)
-        (artifacts / "off_loop_timeline.json").write_text(json.dumps(timeline, indent=2))
-        print("timeline:", timeline)
+def _fresh(setup: tuple[comfy_host.ComfyServer, FakeScenario, Path], polls_to_release: int | None) -> None:
+    """No weight file on disk (the local run downloads it again), a held hub, a gated fake."""
+    _, fake, folder = setup
+    for path in folder.glob("*") if folder.is_dir() else []:
+        path.unlink()
+    fake.reset()
+    fake.job_gate = threading.Event()
+    _HeldHub.reset(polls_to_release)
 
-        assert len(during) >= POLLS, f"the cloud job was not polled during the local run: {timeline}"
 
-        # Both outputs are right: the cloud map is the fake's luma of the input; the local map is what
-        # the same method gives when it runs alone (and it is a real map, not blank).
-        expected_cloud = cv2.cvtColor(np.asarray(picture), cv2.COLOR_RGB2GRAY)
-        assert cloud.shape == (128, 192, 3)
-        assert int(np.abs(cloud[..., 0].astype(int) - expected_cloud.astype(int)).max()) <= 1
-        assert local.shape == (128, 192, 3) and np.array_equal(local, reference)
-        assert 0 < int((local > 0).sum()) < local.size
+def _local_and_cloud(server: comfy_host.ComfyServer, name: str) -> dict[str, Any]:
+    return {
+        "1": {"class_type": "LoadImage", "inputs": {"image": name}},
+        "2": _detect(server, ["1", 0], "local", modality="scribble", local_method="pidinet_scribble"),
+        "3": _detect(server, ["1", 0], "scenario", modality="canny"),
+        "4": _save(["2", 0]),
+        "5": _save(["3", 0]),
+    }
 
-        # Progress of the local run (its download: max = file size) is reported on the local node,
-        # so the worker thread saw the node's execution context.
-        download_progress = [p for p in events.of_type("progress") if p.get("max") == len(_HeldHub.payload)]
-        assert download_progress, "no progress reached ComfyUI from the local run"
-        assert {p["node"] for p in download_progress} == {"2"}
+
+def test_cloud_job_is_polled_while_a_local_run_works(setup) -> None:
+    server, fake, _ = setup
+    _fresh(setup, POLLS)
+    events = _Events(server)
+    events.start()
+    assert events.connected.wait(30), "no websocket connection to ComfyUI"
+    picture = _image()
+    name = server.upload_image(picture, name="off-loop.png")
+    graph = _local_and_cloud(server, name)
+    history = server.run(graph, timeout=240)
+    local = _read(server.output_images(history, "4")[0])
+    cloud = _read(server.output_images(history, "5")[0])
+
+    # The same local run again, alone (another file name, so ComfyUI's cache cannot answer).
+    alone = server.upload_image(picture, name="off-loop-alone.png")
+    graph_alone = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": alone}},
+        "2": graph["2"],
+        "4": _save(["2", 0]),
+    }
+    reference = _read(server.output_images(server.run(graph_alone, timeout=240), "4")[0])
+    started, finished = _HeldHub.started, _HeldHub.finished
+    assert started is not None and finished is not None, "the local run never downloaded its weights"
+    polls = [r.at for r in fake.requests_to("GET", JOB_POLL)]
+    during = [t for t in polls if started <= t <= finished]
+    timeline = {
+        "download_held_s": round(finished - started, 3),
+        "poll_times_from_download_start_s": [round(t - started, 3) for t in polls],
+        "polls_during_local_run": len(during),
+    }
+    artifacts = Path(__file__).parent / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    (artifacts / "off_loop_timeline.json").write_text(json.dumps(timeline, indent=2))
+    print("timeline:", timeline)
+
+    assert len(during) >= POLLS, f"the cloud job was not polled during the local run: {timeline}"
+
+    # Both outputs are right: the cloud map is the fake's luma of the input; the local map is what
+    # the same method gives when it runs alone (and it is a real map, not blank).
+    expected_cloud = cv2.cvtColor(np.asarray(picture), cv2.COLOR_RGB2GRAY)
+    assert cloud.shape == (128, 192, 3)
+    assert int(np.abs(cloud[..., 0].astype(int) - expected_cloud.astype(int)).max()) <= 1
+    assert local.shape == (128, 192, 3) and np.array_equal(local, reference)
+    assert 0 < int((local > 0).sum()) < local.size
+
+    # Progress of the local run (its download: max = file size) is reported on the local node,
+    # so the worker thread saw the node's execution context.
+    download_progress = [p for p in events.of_type("progress") if p.get("max") == len(_HeldHub.payload)]
+    assert download_progress, "no progress reached ComfyUI from the local run"
+    assert {p["node"] for p in download_progress} == {"2"}
+
+
+def test_a_local_run_whose_prompt_failed_stops_at_its_next_check(setup) -> None:
+    """The cloud node fails while the local run is held in its download: ComfyUI ends the prompt and
+    cancels the local node's task; the run on the worker thread must then stop at its next check (no
+    weight file written, no network loaded) instead of running on, and the next prompt works."""
+    server, fake, folder = setup
+    _fresh(setup, None)  # the hub holds the file until the test releases it, and opens the job gate
+    fake.queue_outcome("failure", "No edges found", "Try another picture")
+    name = server.upload_image(_image(), name="off-loop-failing.png")
+    start = len(server.log_path.read_text(errors="replace"))
+    with pytest.raises(PromptFailed) as failed:
+        server.run(_local_and_cloud(server, name), timeout=240)
+    assert "No edges found" in failed.value.exception_message
+    assert _HeldHub.started is not None  # the local run was in its download when the prompt failed
+
+    _HeldHub.release.set()
+    deadline = time.monotonic() + 60  # liveness only
+    while "Local run stopped" not in server.log_path.read_text(errors="replace")[start:]:
+        assert time.monotonic() < deadline, "the abandoned local run did not stop"
+        time.sleep(0.1)
+    assert not (folder / "table5_pidinet.pth").exists()
+    assert not (folder / "table5_pidinet.pth.incomplete").exists()
+
+    _HeldHub.reset(0)  # the next download is not held
+    history = server.run(
+        {
+            "1": {"class_type": "LoadImage", "inputs": {"image": name}},
+            "2": _detect(server, ["1", 0], "local", modality="scribble", local_method="pidinet_scribble"),
+            "4": _save(["2", 0]),
+        },
+        timeout=240,
+    )
+    assert _read(server.output_images(history, "4")[0]).shape == (128, 192, 3)
+    assert (folder / "table5_pidinet.pth").read_bytes() == _HeldHub.payload
