@@ -8,8 +8,14 @@ downloads block for seconds, so they run here, on one worker thread, while the l
   (torch's intra-op threads, the OpenCV frame pool in ``images.map_frames``), so two at once would
   only oversubscribe them; on a GPU, one run at a time keeps ComfyUI's VRAM accounting simple. A
   second local Detect waits in the queue (its task is pending, the loop is still free).
-- Models and downloads are therefore never raced by two of our runs; ``ModelCache`` and the weight
-  download still lock per model / per file for any other caller (CLI code, tests).
+- Models and downloads are therefore never raced by two of our runs. For any other caller (CLI code,
+  tests, a second thread) ``ModelCache.get`` holds its lock across look-up and build (each network is
+  built once) and ``weights._fetch`` locks per destination file (one download per file; a second
+  caller finds the finished file).
+- Not covered: ComfyUI's own nodes run on the prompt thread meanwhile. A GPU node of an independent
+  branch of the same prompt may ask ComfyUI for VRAM while our network runs, and ComfyUI may then
+  offload it mid-run (its model management has no "in use" flag); a graph that feeds the map onward
+  waits for it and is unaffected.
 - The run executes in a copy of the node task's context: ComfyUI's progress hook finds the executing
   node (``comfy_execution.utils.current_executing_context``) there, so the progress bar moves on the
   right node. Cancel is ComfyUI's global interrupt flag, checked between chunks as before.
