@@ -23,8 +23,8 @@ import torch
 
 from scenario_detect.nodes.local import dwpose, run_local
 from scenario_detect.nodes.local.models import MODELS
-from scenario_detect.nodes.modalities import resolve_local_method
 from scenario_detect.nodes.local.weights import WeightsUnavailable
+from scenario_detect.nodes.modalities import resolve_local_method
 
 
 def _reference(relative: str) -> ModuleType:
@@ -265,7 +265,8 @@ def test_openpose_conversion_matches_controlnet_aux_wholebody(monkeypatch: pytes
     fake = SimpleNamespace(detector=None, pose_estimator=None)
     instances = SimpleNamespace(bboxes=np.zeros((1, 4)), scores=np.ones(1), labels=np.zeros(1, int))
     instances.cpu = lambda: SimpleNamespace(numpy=lambda: instances)
-    monkeypatch.setattr(wholebody, "inference_detector", lambda *a: SimpleNamespace(pred_instances=instances), raising=False)
+    detected = SimpleNamespace(pred_instances=instances)
+    monkeypatch.setattr(wholebody, "inference_detector", lambda *a: detected, raising=False)
     monkeypatch.setattr(wholebody, "nms", lambda boxes, thr: [0], raising=False)
     monkeypatch.setattr(wholebody, "inference_topdown", lambda *a: [None], raising=False)
     preds = _Preds(keypoints=points.copy(), keypoint_scores=scores.copy())
