@@ -1,6 +1,6 @@
 """DWPose beside OpenPose body, on the CPU: ms per image, DWPose's detector and pose stages apart.
 
-    python benchmarks/bench_pose.py [--sizes 512,1024] [--repeats 5] [--people 1,5]
+    python benchmarks/bench_pose.py [--sizes 512,1024] [--repeats 5] [--people 1,5] [--threads 1]
 
 Networks: DWPose's two TorchScript files written at full size with random weights (``dwpose_arch.py``: YOLOX-l
 54.2 M parameters, RTMPose-l whole-body 33.6 M, the sizes of the released 217 MB and 135 MB files), traced and
@@ -10,7 +10,9 @@ stage is timed on N given person boxes and the total is detector + pose stage fo
 
 Both methods see the image with its short side at 512 (``resolution``), so the input size changes little
 besides the resize. Rows: median ms per image over ``--repeats`` warm calls, one image per call, wall clock and
-CPU time of this process (all its threads: on a shared machine the wall time also counts waits for a core):
+CPU time of this process (all its threads: on a shared machine the wall time also counts waits for a core, and
+with several threads the CPU time counts OpenMP threads spinning while they wait; ``--threads 1`` measures the
+work itself):
 
 openpose_body      the whole method through its entry function
 dwpose detector    letterbox + YOLOX-l forward (640x640) + box decoding + NMS
@@ -81,7 +83,12 @@ def main() -> None:
     parser.add_argument("--sizes", default="512,1024")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--people", default="1,5", help="person counts for the pose stage")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch threads (0: the default); 1: clean CPU times on a busy machine"
+    )
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     root = Path(tempfile.mkdtemp(prefix="bench-pose-"))
     os.environ.update(
