@@ -184,10 +184,10 @@ def test_crop_matches_reference(ref_pose: ModuleType, box: tuple[float, ...]) ->
     ours = dwpose.crop_person(rgb, center, scale)
     ref = ref_imgs[0].transpose(2, 0, 1)
     assert ours.shape == ref.shape == (3, 384, 288)
-    # The reference builds its matrix in float32 (cv2.getAffineTransform); ours is exact: the bilinear samples
-    # may differ by a level where the float32 error moves a sample across a pixel boundary.
+    # The reference builds its matrix in float32 (cv2.getAffineTransform), ours in float64; OpenCV's fixed-point
+    # bilinear sampling of uint8 images absorbs the difference (measured: under 1e-5 levels).
     diff = np.abs(ours - ref) * dwpose.STD[:, None, None]  # back to 0..255 levels
-    assert float(diff.max()) <= 2.0 and float(diff.mean()) < 0.05
+    assert float(diff.max()) < 0.01
 
 
 def test_simcc_decode_and_mapping_match_reference(ref_pose: ModuleType) -> None:
