@@ -182,6 +182,9 @@ MODALITIES: dict[str, Modality] = {
             "pose", "OpenPose-style skeleton on black.",
             params=("keypoint_threshold",),
             local_methods=(
+                LocalMethod("dwpose", "DWPose body, hands and face drawn as OpenPose (YOLOX-l + RTMPose-l "
+                            "TorchScript, 2 files, 352 MB, downloaded on first use; Apache-2.0).",
+                            "dwpose:pose_dwpose", needs_weights=True),
                 LocalMethod("openpose_body", "OpenPose body skeleton (body_pose_model.pth, 209 MB, "
                             "downloaded on first use).", f"{_AUX}:pose_body", needs_weights=True, download="209 MB"),
                 LocalMethod("openpose_full", "OpenPose body, hands and face (three files, 510 MB, "

@@ -76,7 +76,7 @@ def _cache_key() -> str:
 
     digest = hashlib.sha256()
     here = Path(__file__).resolve().parent
-    for name in ("random_weights.py", "model_weights.py"):
+    for name in ("random_weights.py", "model_weights.py", "dwpose_standins.py"):
         if (here / name).is_file():
             digest.update((here / name).read_bytes())
     try:
@@ -220,6 +220,25 @@ if model_weights is not None:
 
     for _repo in sorted({spec.repo for spec in model_weights.WRITERS}):
         BUILDERS.setdefault(_repo, _aux_repo_builder(_repo))
+
+
+# -- DWPose's TorchScript files (tests/dwpose_standins.py) --
+
+try:
+    import dwpose_standins
+except ImportError:  # that area is not present
+    dwpose_standins = None
+
+if dwpose_standins is not None:
+    from scenario_detect.nodes.local import dwpose as _dwpose
+
+    @builder(_dwpose.DETECTOR.repo)
+    def _dwpose_detector(folder: Path) -> None:
+        dwpose_standins.write_detector(folder / _dwpose.DETECTOR.filename)
+
+    @builder(_dwpose.ESTIMATOR.repo)
+    def _dwpose_estimator(folder: Path) -> None:
+        dwpose_standins.write_estimator(folder / _dwpose.ESTIMATOR.filename)
 
 
 # -- the shared ComfyUI server --

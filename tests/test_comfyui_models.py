@@ -34,6 +34,7 @@ METHODS = [
     ("lineart_anime", "lineart_anime", ["lineart_anime"]),
     ("pose", "openpose_body", ["openpose_body"]),
     ("pose", "openpose_full", ["openpose_body", "openpose_hand", "openpose_face"]),
+    ("pose", "dwpose", ["dwpose_detector", "dwpose_estimator"]),  # TorchScript archives under ModelPatcher
 ]
 
 

@@ -30,6 +30,10 @@ def run_local(
     batch = image_ops.to_batch(images) if spec.raw_input else image_ops.sanitized(images)
     merged = default_params() | {k: v for k, v in params.items() if v is not None}
     maps = load_method(spec)(batch, merged)
+    if isinstance(maps, tuple):
+        # (maps, keypoints): pose methods also give POSE_KEYPOINT entries; the node's pose_keypoint output
+        # (the ComfyUI-native work) passes them on, this function returns the maps.
+        maps = maps[0]
     if maps.shape[:3] != batch.shape[:3] or maps.shape[3] != 3:
         raise RuntimeError(
             f"local method '{spec.name}' returned shape {list(maps.shape)} for input "
