@@ -2,6 +2,7 @@
 
     python -m scenario_detect photo.png --modality canny -o canny.png
     python -m scenario_detect a.png b.png --modality scribble -o out_dir/
+    python -m scenario_detect photo.png --modality pose -o pose.png --keypoints pose.json
 
 Same table, same parameters and the same code path as the node; local backend by default.
 """
@@ -44,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", "-o", type=Path, required=True,
         help="output PNG file (one input) or folder (several inputs: <name>_<modality>.png)",
     )
+    parser.add_argument(
+        "--keypoints", type=Path, default=None, metavar="JSON",
+        help="also write the pose keypoints (ComfyUI's POSE_KEYPOINT value, OpenPose JSON in input-image "
+        "pixels: a list with one entry per input image; no people for non-pose modalities)",
+    )
     for param in PARAMS.values():
         flag = "--" + param.name.replace("_", "-")
         if param.kind == "bool":
@@ -74,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
+    import json
+
     import numpy as np
     import torch
 
@@ -82,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
 
     params = {name: getattr(args, name) for name in PARAMS}
     targets = _output_paths(args.images, args.output, args.modality)
+    keypoints: list = []
     try:
         for source, target in zip(args.images, targets, strict=True):
             try:
@@ -92,12 +101,21 @@ def main(argv: list[str] | None = None) -> int:
                 from .scenario.node_run import run_for_cli
 
                 remote = {name: getattr(args, name) for name in REMOTE_OPTIONS}
+                from .local.pose_keypoints import empty_frames
+
                 maps = run_for_cli(torch.from_numpy(frame)[None], args.modality, params, remote)
+                keypoints += empty_frames(*maps.shape[:3])  # the API returns only images
             else:
-                maps = run_detect(torch.from_numpy(frame)[None], args.modality, params, args.local_method)
+                maps, found = run_detect(torch.from_numpy(frame)[None], args.modality, params, args.local_method)
+                keypoints += found
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(encode_png(np.ascontiguousarray(maps[0].numpy())))
             print(f"{source} -> {target} ({args.modality}, {frame.shape[1]}x{frame.shape[0]})")
+        if args.keypoints is not None:
+            args.keypoints.parent.mkdir(parents=True, exist_ok=True)
+            args.keypoints.write_text(json.dumps(keypoints))
+            people = sum(len(entry["people"]) for entry in keypoints)
+            print(f"keypoints -> {args.keypoints} ({people} people in {len(keypoints)} images)")
     except (ValueError, OSError) as error:  # OSError: missing weights, unreadable files
         print(f"error: {error}", file=sys.stderr)
         return 2

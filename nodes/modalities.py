@@ -227,6 +227,15 @@ MODALITY_NAMES: tuple[str, ...] = tuple(MODALITIES)  # the API's ten values, in 
 # the pack's name so no other pack (or a future core node) can shadow it, and it never changes.
 NODE_ID = "ScenarioDetect"
 NODE_DISPLAY_NAME = "Scenario Detect (control map)"
+NODE_CATEGORY = "image/preprocessors"  # where core's Canny lives; kept for users who browse the menu
+# What people type in the node search to find a preprocessor (ComfyUI matches these besides the names);
+# given only to a ComfyUI whose io.Schema has `search_aliases` (see detect.schema_extras).
+SEARCH_ALIASES: tuple[str, ...] = (
+    "canny", "edges", "edge detection", "depth map", "depth", "openpose", "pose", "pose keypoints",
+    "normal map", "line art", "lineart", "anime line art", "scribble", "sketch", "mlsd", "straight lines",
+    "segmentation", "grayscale", "controlnet preprocessor", "preprocessor", "annotator", "control map",
+)  # fmt: skip
+ESSENTIALS_CATEGORY = "Image Tools"  # core's Canny node is filed there
 
 AUTO_METHOD = "auto"
 

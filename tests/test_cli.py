@@ -34,7 +34,7 @@ def test_canny_from_the_command_line_matches_the_node_path(photo, tmp_path):
     written = np.asarray(Image.open(out).convert("RGB"))
     assert written.shape == (60, 80, 3)
     frame = torch.from_numpy(decode_image(photo.read_bytes()))[None]
-    expected = run_detect(frame, "canny", {"low_threshold": 30, "high_threshold": 90})
+    expected = run_detect(frame, "canny", {"low_threshold": 30, "high_threshold": 90}).maps
     assert np.array_equal(written, (expected[0].numpy() * 255).round().astype(np.uint8))
     assert written.max() == 255
 
