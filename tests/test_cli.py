@@ -84,3 +84,19 @@ def test_missing_weights_offline_is_a_message_not_a_traceback(photo, tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "error:" in result.stderr and str(tmp_path / "models") in result.stderr
+
+
+def test_keypoints_file_has_one_entry_per_input(photo, tmp_path):
+    import json
+
+    second = tmp_path / "second.png"
+    Image.open(photo).rotate(90, expand=True).save(second)
+    target = tmp_path / "out" / "keypoints.json"
+    result = cli(str(photo), str(second), "-m", "canny", "-o", str(tmp_path / "maps"), "--keypoints", str(target))
+    assert result.returncode == 0, result.stderr
+    # Non-pose modality: no people, canvas = each input's own size (the second is rotated: 60 x 80).
+    assert json.loads(target.read_text()) == [
+        {"canvas_width": 80, "canvas_height": 60, "people": []},
+        {"canvas_width": 60, "canvas_height": 80, "people": []},
+    ]
+    assert f"keypoints -> {target} (0 people in 2 images)" in result.stdout

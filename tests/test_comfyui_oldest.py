@@ -26,7 +26,7 @@ def old_server() -> Iterator[ComfyServer]:
     version = (tree / "comfyui_version.py").read_text()
     assert f'"{comfy_host.OLDEST_COMFYUI_VERSION}"' in version
     options = comfy_host.ServerOptions(env={"PYTHONPATH": str(comfy_host.pinned_overlay(tree))})
-    with comfy_host.start_server(options, tree=tree, name=f"comfyui-{comfy_host.OLDEST_COMFYUI_VERSION}") as server:
+    with comfy_host.start_server(options, tree=tree, name=f"oldest-{comfy_host.OLDEST_COMFYUI_VERSION}") as server:
         yield server
 
 
