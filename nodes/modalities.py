@@ -48,7 +48,8 @@ class LocalMethod:
     name: str  # unique across the table: it is a value of the node's `local_method` combo
     description: str
     # "package.module:function", imported lazily relative to ``nodes.local``; the function has the
-    # signature ``(images: torch.Tensor [B,H,W,C] float32, params: dict) -> torch.Tensor [B,H,W,3]``.
+    # signature ``(images: torch.Tensor [B,H,W,C] float32, params: dict) -> torch.Tensor [B,H,W,3]``,
+    # or returns ``(maps, keypoints)`` with one POSE_KEYPOINT entry per image (pose methods).
     entry: str
     needs_weights: bool = False
     # True for the weight-free OpenCV methods: they read the raw batch (any channel count, NaN

@@ -386,7 +386,9 @@ def pose_frame(
     return frame_entry(size[1], size[0], entries)
 
 
-def _pose(images: torch.Tensor, params: dict[str, Any], hands_and_face: bool) -> tuple[torch.Tensor, list]:
+def _pose(
+    images: torch.Tensor, params: dict[str, Any], hands_and_face: bool
+) -> tuple[torch.Tensor, list[PoseKeypointFrame]]:
     _need_aux()
     op = aux("open_pose")
     body = _estimator(
