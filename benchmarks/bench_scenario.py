@@ -8,6 +8,13 @@ process, as a real server would, so its work does not compete with the client fo
 Images are 512x512 photo-like (smooth shapes plus light noise).
 
     python benchmarks/bench_scenario.py [--job-seconds 1.0] [--repeat 3]
+
+``--cancel-latency N`` measures something else: in a real ComfyUI (started like the tests start it)
+talking to the fake, N times: queue a Detect, wait until its job is polled in progress, press
+Cancel (``POST /interrupt``), and time until the job's cancel request reaches the fake. Prints the
+median and the worst.
+
+    python benchmarks/bench_scenario.py --cancel-latency 20
 """
 
 from __future__ import annotations
@@ -50,11 +57,69 @@ def _run(creds: Credentials, batch: int, concurrency: int) -> tuple[float, list[
     return wall, result.stats["job_seconds"], result.stats["polls"]
 
 
+def cancel_latency(count: int) -> int:
+    """Seconds from Cancel in ComfyUI to the cancel request at Scenario, ``count`` times."""
+    import uuid
+
+    import comfy_host
+    import numpy as np
+    from fake_scenario import FakeScenario
+    from PIL import Image
+
+    times: list[float] = []
+    with FakeScenario(job_seconds=60) as fake:
+        options = comfy_host.ServerOptions(env={**fake.env(), "SCENARIO_DETECT_CACHE": "0"})
+        with comfy_host.start_server(options, name="bench-cancel") as server:
+            info = server.object_info("ScenarioDetect")["input"]
+            defaults = {
+                name: spec[1]["default"]
+                for section in ("required", "optional")
+                for name, spec in info.get(section, {}).items()
+                if len(spec) > 1 and isinstance(spec[1], dict) and "default" in spec[1]
+            }
+            for i in range(count):
+                fake.reset()
+                fake.queue_outcome("stuck", stage="in-progress")
+                pixels = np.random.default_rng(i).integers(0, 255, (64, 96, 3), dtype=np.uint8)
+                name = server.upload_image(Image.fromarray(pixels), name=f"cancel-{uuid.uuid4().hex[:8]}.png")
+                graph = {
+                    "1": {"class_type": "LoadImage", "inputs": {"image": name}},
+                    "2": {
+                        "class_type": "ScenarioDetect",
+                        "inputs": {**defaults, "image": ["1", 0], "backend": "scenario"},
+                    },
+                    "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}},
+                }
+                prompt_id = server.queue_prompt(graph)
+                # Polled at least once in progress: the node is following a running job.
+                fake.wait_until(
+                    lambda: any(
+                        r.method == "GET" and "/v1/jobs/" in r.path and r.answered.is_set() for r in fake.requests
+                    )
+                )
+                pressed = time.monotonic()
+                server.interrupt()
+                fake.wait_until(lambda: bool(fake.canceled_jobs()), what="the cancel request")
+                times.append(fake.requests_to("POST", "/action$")[0].at - pressed)
+                try:
+                    server.wait_for(prompt_id, timeout=60)
+                except comfy_host.PromptFailed:
+                    pass  # interrupted, as expected
+    print(
+        f"Cancel (POST /interrupt) -> cancel request at Scenario, {count} Cancels in ComfyUI: "
+        f"median {statistics.median(times) * 1000:.0f} ms, worst {max(times) * 1000:.0f} ms"
+    )
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--job-seconds", type=float, default=1.0)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--cancel-latency", type=int, default=0, metavar="N", help="measure N Cancels in ComfyUI")
     args = parser.parse_args()
+    if args.cancel_latency:
+        return cancel_latency(args.cancel_latency)
     fake = subprocess.Popen(
         [sys.executable, str(ROOT / "tests" / "fake_scenario.py"), "--job-seconds", str(args.job_seconds)],
         stdin=subprocess.PIPE,

@@ -128,13 +128,20 @@ class Detect(io.ComfyNode):
         min_threshold: Any = None,
         max_threshold: Any = None,
     ) -> bool | str:
-        # ComfyUI skips its own range checks for inputs named here, so the table's checks cover them.
+        # ComfyUI skips its own range AND list checks for inputs named here (a linked input arrives
+        # as None), so every check it would have made is made here, with the allowed values named.
         params = {
             "low_threshold": low_threshold, "high_threshold": high_threshold,
             "min_threshold": min_threshold, "max_threshold": max_threshold,
         }
         errors = validation_errors(modality, params) if modality is not None else []
-        if local_method is not None and modality in MODALITY_NAMES and not errors and backend != "scenario":
+        choices = {"backend": (backend, list(BACKENDS)), "local_method": (local_method, all_local_method_names())}
+        for name, (value, allowed) in choices.items():
+            if value is not None and value not in allowed:
+                errors.append(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        if errors:
+            return "; ".join(errors)
+        if local_method is not None and modality in MODALITY_NAMES and backend != "scenario":
             try:
                 resolve_local_method(modality, local_method)
             except ValueError as error:

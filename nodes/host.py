@@ -67,13 +67,3 @@ def user_directory() -> Path:
         return Path(folder_paths.get_user_directory())
     base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
     return Path(base) / "scenario-detect"
-
-
-def temp_directory() -> Path:
-    """ComfyUI's temp folder, or ~/.cache/scenario-detect for the CLI."""
-    if in_comfyui():
-        import folder_paths
-
-        return Path(folder_paths.get_temp_directory())
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "scenario-detect"

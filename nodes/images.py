@@ -210,10 +210,6 @@ def data_url(data: bytes, mime: str) -> str:
     return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
 
 
-def png_data_url(frame: np.ndarray) -> str:
-    return data_url(encode_png(frame), "image/png")
-
-
 def decode_image(data: bytes) -> np.ndarray:
     """[H, W, 3] float32 0..1 RGB from encoded image bytes (PNG, JPEG, WebP...); alpha dropped."""
     from PIL import Image, UnidentifiedImageError

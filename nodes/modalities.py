@@ -63,8 +63,6 @@ class Modality:
     description: str
     params: tuple[str, ...] = ()  # names of the Params that apply
     local_methods: tuple[LocalMethod, ...] = field(default_factory=tuple)
-    # What a local run needs but this pack does not provide yet (shown in the error).
-    local_missing: str = ""
 
 
 PARAMS: dict[str, Param] = {
@@ -252,11 +250,6 @@ def all_local_method_names() -> list[str]:
 def resolve_local_method(modality: str, method: str = AUTO_METHOD) -> LocalMethod:
     """The method to run, or a ValueError that says what is missing and what to do."""
     spec = MODALITIES[modality]
-    if not spec.local_methods:
-        raise ValueError(
-            f"modality '{modality}' cannot run locally yet: it needs {spec.local_missing}. "
-            "Use backend 'scenario' for it, or pick another modality."
-        )
     if method in (AUTO_METHOD, "", None):
         return spec.local_methods[0]
     for candidate in spec.local_methods:
@@ -323,7 +316,6 @@ def as_json() -> dict[str, Any]:
                     {"name": lm.name, "description": lm.description, "needs_weights": lm.needs_weights}
                     for lm in m.local_methods
                 ],
-                "local_missing": m.local_missing,
             }
             for m in MODALITIES.values()
         },

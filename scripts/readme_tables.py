@@ -28,7 +28,7 @@ def render() -> str:
         widgets = ", ".join(f"`{name}`" for name in modality.params) or "none"
         methods = ", ".join(
             f"`{m.name}`" + (" (weights)" if m.needs_weights else " (weight-free)") for m in modality.local_methods
-        ) or f"none yet: needs {modality.local_missing}"
+        )
         lines.append(f"| `{modality.name}` | {modality.description} | {widgets} | {methods} |")
     lines += [
         "",

@@ -57,9 +57,21 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
 PACK_NAME = "scenario_detect"  # folder name of the pack inside custom_nodes/
 
-# Variables never inherited from the developer's shell: a real key must not reach a test server.
-# A server setup (see conftest) sets them explicitly, e.g. to point at the fake Scenario server.
-SCRUBBED_ENV = ("SCENARIO_API_KEY", "SCENARIO_API_SECRET", "SCENARIO_BASE_URL")
+# Variables never inherited from the developer's shell: a real key, a credentials file or the real
+# API address must not reach a test server (the same list as nodes/scenario/credentials.py's
+# CREDENTIAL_ENV, checked by tests/test_no_real_api.py), nor a developer's result cache. A server
+# setup (see conftest) sets them explicitly, e.g. to point at the fake Scenario server. The server
+# also gets a HOME and XDG_CONFIG_HOME of its own (empty), so no credentials file of the developer's
+# is found there either; XDG_CACHE_HOME keeps pointing at the real cache (ComfyUI tree, weights).
+SCRUBBED_ENV = (
+    "SCENARIO_API_KEY",
+    "SCENARIO_API_SECRET",
+    "SCENARIO_SDK_API_KEY",
+    "SCENARIO_SDK_API_SECRET",
+    "SCENARIO_DETECT_CONFIG",
+    "SCENARIO_BASE_URL",
+    "SCENARIO_DETECT_CACHE_DIR",
+)
 
 START_TIMEOUT_S = float(os.environ.get("COMFYUI_START_TIMEOUT", "180"))
 
@@ -188,7 +200,8 @@ class ServerOptions:
 
     extra_paths: extra_model_paths.yaml entries, folder name -> path or list of paths
         (e.g. ``{"depth_anything": "/tmp/models/depth"}``); ``custom_nodes`` is added for our pack.
-    env: variables set in the server's environment (on top of this process's, minus SCRUBBED_ENV).
+    env: variables set in the server's environment (on top of this process's, minus SCRUBBED_ENV,
+        with HOME and XDG_CONFIG_HOME inside the server's own temporary folder).
     args: extra command-line arguments for ``main.py``.
     """
 
@@ -481,7 +494,7 @@ def start_server(
     options = options or ServerOptions()
     tree = tree or comfyui_dir()
     root = Path(tempfile.mkdtemp(prefix="scenario-detect-comfy-"))
-    for folder in ("input", "output", "temp", "user", "custom_nodes", "models"):
+    for folder in ("input", "output", "temp", "user", "custom_nodes", "models", "home", "config"):
         (root / folder).mkdir()
     (root / "custom_nodes" / PACK_NAME).symlink_to(REPO_ROOT, target_is_directory=True)
 
@@ -510,6 +523,9 @@ def start_server(
 
     env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
     env.update({"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "DO_NOT_TRACK": "1"})
+    # No credentials file of the developer's (~/.config/scenario-detect/...) in reach; caches stay.
+    env.update({"HOME": str(root / "home"), "XDG_CONFIG_HOME": str(root / "config")})
+    env["XDG_CACHE_HOME"] = str(cache_dir().parent)
     env.update(options.env)
 
     ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,16 @@
   multiple of 64), so tests can tell which input produced which output.
 - Faults: :meth:`FakeScenario.add_fault` answers a matching request with a status/body/headers, an
   HTML page, a dropped connection, a delay, a truncated or non-image content body.
-- Every request is recorded in :attr:`FakeScenario.requests` (headers included, for the tests).
+- Every request is recorded in :attr:`FakeScenario.requests` (headers included, for the tests),
+  with the time it arrived (``time.monotonic()``, the test process's clock).
+- Moments, without sleeps: :meth:`FakeScenario.hold` keeps the answers to matching requests until
+  the test releases them (the request is processed, a detect creates its job, only the answer
+  waits); :meth:`FakeScenario.wait_until` blocks until a condition on the recorded state holds.
+  :meth:`FakeScenario.queue_outcome` ``("stuck", stage="queued")`` keeps a job in one stage.
+- Hostile result URLs: :attr:`FakeScenario.content_url` ``"other_host"`` (``localhost`` instead
+  of 127.0.0.1), ``"http_remote"`` (plain http to a non-loopback host), ``"redirect_loop"``,
+  ``"oversized"`` (a body far over any sane cap), ``"stall"`` (headers, half the body, then
+  nothing until released or the client gives up), ``"ftp"``, ``"dead_host"`` (a closed port).
 
 The JSON shapes are checked against the official ``scenario-sdk`` models in strict mode by
 ``tests/test_scenario_fake.py``.
@@ -73,6 +82,8 @@ class Request:
     headers: dict[str, str]
     body: Any
     status: int = 0
+    at: float = 0.0  # time.monotonic() when it arrived
+    answered: threading.Event = field(default_factory=threading.Event, repr=False)
 
 
 @dataclass
@@ -83,10 +94,27 @@ class Fault:
     status: int = 500
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
-    action: str = "status"  # status | html | drop | delay | truncate | short_body | not_image
+    # status | html | drop | reset | bad_encoding | delay | truncate | short_body | not_image
+    action: str = "status"
     delay_s: float = 0.0
     create_job: bool = False  # for detect: create (and bill) the job, then answer the fault
     hits: int = 0
+
+
+@dataclass
+class Hold:
+    method: str
+    path: re.Pattern
+    times: int
+    reached: threading.Event = field(default_factory=threading.Event)  # a held answer is waiting
+    released: threading.Event = field(default_factory=threading.Event)
+    held: int = 0
+
+    def release(self) -> None:
+        self.released.set()
+
+    def wait_reached(self, timeout: float = 30.0) -> None:
+        assert self.reached.wait(timeout), f"no {self.method} {self.path.pattern} came within {timeout} s"
 
 
 @dataclass
@@ -100,9 +128,10 @@ class Job:
     input_asset: str
     error: str = "Detection failed"
     hint: str = ""
+    stuck_stage: str = "in-progress"  # where a "stuck" job stays
     canceled_at: float | None = None
     result_asset: str | None = None
-    cost: float = 0.0
+    cost: float | None = 0.0
     making: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def state(self, now: float | None = None) -> tuple[str, float]:
@@ -111,7 +140,8 @@ class Job:
             return "canceled", self.fraction(self.canceled_at)
         f = self.fraction(now)
         if self.outcome == "stuck":
-            return "in-progress", min(f, 0.5)
+            upto = dict(STAGES)[self.stuck_stage]
+            return self.stuck_stage, min(f, upto - 0.01)
         if f >= 1.0:
             return ("success" if self.outcome == "success" else self.outcome), 1.0
         for name, upto in STAGES:
@@ -152,9 +182,14 @@ class FakeScenario:
         self.faults: list[Fault] = []
         self.jobs: dict[str, Job] = {}
         self.assets: dict[str, Asset] = {}
-        self.next_outcomes: list[tuple[str, str, str]] = []  # (outcome, error, hint) for the next jobs
+        self.next_outcomes: list[tuple[str, str, str, str]] = []  # (outcome, error, hint, stage), next jobs
         self.immediate_success = False  # answer detect with a finished job and its asset
+        self.content_url = "normal"  # or a hostile form: see the module docstring
+        self.next_costs: list[float | None] = []  # costs of the next jobs (None: the API does not say)
+        self.oversized_bytes = 512 * 1024 * 1024
+        self.holds: list[Hold] = []
         self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)  # notified when a request arrives or is answered
         self._ids = itertools.count(1)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -168,6 +203,9 @@ class FakeScenario:
 
         class Server(ThreadingHTTPServer):
             request_queue_size = 128  # a batch opens many connections at once; 5 would refuse some
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # faults break connections on purpose: no tracebacks in the test output
 
         self._server = Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
@@ -193,6 +231,16 @@ class FakeScenario:
     def port(self) -> int:
         assert self._server is not None
         return self._server.server_address[1]
+
+    @property
+    def dead_port(self) -> int:
+        """A loopback port nothing listens on (bound once, never listened to)."""
+        if not hasattr(self, "_dead"):
+            import socket
+
+            self._dead = socket.socket()
+            self._dead.bind(("127.0.0.1", 0))
+        return self._dead.getsockname()[1]
 
     @property
     def origin(self) -> str:
@@ -226,10 +274,12 @@ class FakeScenario:
             self.faults.append(fault)
         return fault
 
-    def queue_outcome(self, outcome: str, error: str = "Detection failed", hint: str = "") -> None:
-        """The next job created ends this way (success, failure, canceled, stuck)."""
+    def queue_outcome(
+        self, outcome: str, error: str = "Detection failed", hint: str = "", stage: str = "in-progress"
+    ) -> None:
+        """The next job created ends this way (success, failure, canceled, stuck in ``stage``)."""
         with self.lock:
-            self.next_outcomes.append((outcome, error, hint))
+            self.next_outcomes.append((outcome, error, hint, stage))
 
     def expire_urls(self) -> None:
         """Every content URL handed out so far stops working (403), as a signed URL past its life."""
@@ -239,12 +289,36 @@ class FakeScenario:
 
     def reset(self) -> None:
         with self.lock:
+            for hold in self.holds:
+                hold.release()
+            self.holds.clear()
             self.requests.clear()
             self.faults.clear()
             self.jobs.clear()
             self.assets.clear()
             self.next_outcomes.clear()
+            self.next_costs.clear()
             self.immediate_success = False
+            self.content_url = "normal"
+
+    def hold(self, method: str, path: str, times: int = 1) -> Hold:
+        """Keep the answers to the next ``times`` requests matching ``path`` (a regex) until
+        :meth:`Hold.release`. The request itself is processed (a detect creates its job)."""
+        hold = Hold(method.upper(), re.compile(path), times)
+        with self.lock:
+            self.holds.append(hold)
+        return hold
+
+    def wait_until(self, condition: Any, timeout: float = 30.0, what: str = "") -> None:
+        """Block until ``condition()`` (called under the fake's lock) is true; AssertionError after
+        ``timeout`` (a bound against hangs, not a timing assertion)."""
+        with self.changed:
+            if not self.changed.wait_for(condition, timeout):
+                raise AssertionError(f"the fake never saw {what or condition}")
+
+    def notify(self) -> None:
+        with self.changed:
+            self.changed.notify_all()
 
     def requests_to(self, method: str, pattern: str) -> list[Request]:
         rx = re.compile(pattern)
@@ -284,17 +358,27 @@ class FakeScenario:
             "statusHistory": history,
             "authorId": "user_fake",
             "ownerId": "team_fake",
-            "billing": {"cuCost": job.cost, "cuDiscount": 0},
+            **({"billing": {"cuCost": job.cost, "cuDiscount": 0}} if job.cost is not None else {}),
         }
 
     def asset_json(self, asset: Asset) -> dict[str, Any]:
         token = secrets.token_hex(16)
         with self.lock:
             asset.tokens[token] = time.time() + self.url_ttl_s
-        url = (
-            f"{self.origin}/content/{asset.id}.png?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+        signed = (
+            f"{asset.id}.png?X-Amz-Algorithm=AWS4-HMAC-SHA256"
             f"&X-Amz-Credential=FAKE%2F20260101&X-Amz-Expires={int(self.url_ttl_s)}&X-Amz-Signature={token}"
         )
+        url = {
+            "normal": f"{self.origin}/content/{signed}",
+            "other_host": f"http://localhost:{self.port}/content/{signed}",
+            "http_remote": f"http://storage.example.com/content/{signed}",
+            "redirect_loop": f"{self.origin}/redirect/50/{signed}",
+            "oversized": f"{self.origin}/oversized/{signed}",
+            "stall": f"{self.origin}/stall/{signed}",
+            "ftp": f"ftp://127.0.0.1:{self.port}/content/{signed}",
+            "dead_host": f"http://127.0.0.1:{self.dead_port}/content/{signed}",
+        }[self.content_url]
         kind = "detection" if asset.source == "detection" else "uploaded"
         return {
             "id": asset.id,
@@ -338,7 +422,7 @@ class FakeScenario:
 
     def create_job(self, modality: str, fields: dict[str, Any], input_asset: str) -> Job:
         with self.lock:
-            outcome, error, hint = self.next_outcomes.pop(0) if self.next_outcomes else ("success", "", "")
+            outcome, error, hint, stage = self.next_outcomes.pop(0) if self.next_outcomes else ("success", "", "", "")
             job = Job(
                 self._new_id("job"),
                 modality,
@@ -349,7 +433,8 @@ class FakeScenario:
                 input_asset,
                 error or "Detection failed",
                 hint,
-                cost=self.cost_per_job,
+                stuck_stage=stage or "in-progress",
+                cost=self.next_costs.pop(0) if self.next_costs else self.cost_per_job,
             )
             self.jobs[job.id] = job
         # The "worker": makes the result while the job runs, as the real service does elsewhere,
@@ -403,6 +488,7 @@ class _Handler(BaseHTTPRequestHandler):
         ctype: str = "application/json",
     ) -> None:
         data = raw if raw is not None else json.dumps(payload if payload is not None else {}).encode()
+        self._wait_for_release()
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
@@ -411,6 +497,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
         self._record.status = status
+        self._answered()
+
+    def _wait_for_release(self) -> None:
+        hold = getattr(self, "_hold", None)
+        if hold is not None:
+            self._hold = None
+            hold.held += 1
+            hold.reached.set()
+            self.server_fake.notify()
+            hold.released.wait(120)
+
+    def _answered(self) -> None:
+        self._record.answered.set()
+        self.server_fake.notify()
 
     def _drop(self) -> None:
         self.close_connection = True
@@ -419,6 +519,21 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
         self._record.status = -1
+        self._answered()
+
+    def _reset(self) -> None:
+        """Close with a TCP reset (SO_LINGER 0): the client sees the connection broken, not closed."""
+        import socket
+        import struct
+
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+        except OSError:
+            pass
+        self._record.status = -2
+        self._answered()
 
     def do_GET(self) -> None:
         self._handle("GET")
@@ -433,7 +548,8 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         length = int(self.headers.get("Content-Length") or 0)
         if length > BODY_CAP:
-            self._record = Request(method, path, query, dict(self.headers), None)
+            self._record = Request(method, path, query, dict(self.headers), None, at=time.monotonic())
+            self._hold = None
             with fake.lock:
                 fake.requests.append(self._record)
             # Drain then refuse, as the gateway does.
@@ -451,20 +567,32 @@ class _Handler(BaseHTTPRequestHandler):
                 body = json.loads(raw)
             except ValueError:
                 body = raw
-        self._record = Request(method, path, query, dict(self.headers), body)
+        self._record = Request(method, path, query, dict(self.headers), body, at=time.monotonic())
         with fake.lock:
             fake.requests.append(self._record)
+            fake.changed.notify_all()
+            self._hold = next(
+                (h for h in fake.holds if h.times > 0 and h.method == method and h.path.search(path)), None
+            )
+            if self._hold is not None:
+                self._hold.times -= 1
             fault = next((f for f in fake.faults if f.times > 0 and f.method == method and f.path.search(path)), None)
             if fault is not None:
                 fault.times -= 1
                 fault.hits += 1
-        if fault is not None and fault.action in ("status", "html", "drop", "delay"):
+        if fault is not None and fault.action in ("status", "html", "drop", "reset", "bad_encoding", "delay"):
             if fault.create_job and path == "/v1/generate/detect" and isinstance(body, dict):
                 self._detect(body, query, respond=False)
             if fault.action == "delay":
                 time.sleep(fault.delay_s)
             elif fault.action == "drop":
                 return self._drop()
+            elif fault.action == "reset":
+                return self._reset()
+            elif fault.action == "bad_encoding":
+                # A 200 that says gzip and is not: the client cannot decode the answer.
+                ctype = "image/png" if path.startswith("/content/") else "application/json"
+                return self._send(200, raw=b"not gzip" * 8, headers={"Content-Encoding": "gzip"}, ctype=ctype)
             elif fault.action == "html":
                 return self._send(
                     fault.status if fault.status != 500 else 200,
@@ -491,6 +619,16 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server_fake
         if path.startswith("/content/") and method == "GET":
             return self._content(path, query, fault)
+        m = re.fullmatch(r"/redirect/(\d+)/(.+)", path)
+        if m and method == "GET":
+            hops = int(m.group(1))
+            rest = m.group(2) + ("?" + urlsplit(self.path).query if urlsplit(self.path).query else "")
+            target = f"/redirect/{hops - 1}/{rest}" if hops > 1 else f"/content/{rest}"
+            return self._send(302, raw=b"", headers={"Location": fake.origin + target}, ctype="text/plain")
+        if path.startswith("/oversized/") and method == "GET":
+            return self._oversized()
+        if path.startswith("/stall/") and method == "GET":
+            return self._stall(path.replace("/stall/", "/content/", 1), query)
         if not path.startswith("/v1/"):
             return self._send(404, {"message": "Not Found"})
         if not self._authorized():
@@ -586,7 +724,9 @@ class _Handler(BaseHTTPRequestHandler):
         job = fake.create_job(modality, fields, input_asset)
         if not respond:
             return None
-        payload: dict[str, Any] = {"creativeUnitsCost": job.cost, "creativeUnitsDiscount": 0}
+        payload: dict[str, Any] = {"creativeUnitsDiscount": 0}
+        if job.cost is not None:
+            payload["creativeUnitsCost"] = job.cost
         if fake.immediate_success:
             job.duration = 0.0
             payload["asset"] = fake.asset_json(fake.assets[fake._result_asset(job)])
@@ -613,15 +753,50 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.action == "not_image":
             return self._send(200, raw=b"this is not an image at all", ctype="image/png")
         if fault is not None and fault.action == "short_body":
-            # Announce the full length, send half, hang up: a connection cut mid-download.
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data[: len(data) // 2])
-            self.wfile.flush()
+            self._send_half(data)  # then hang up: a connection cut mid-download
             return self._drop()
         return self._send(200, raw=data, ctype="image/png")
+
+    def _send_half(self, data: bytes) -> None:
+        """Headers announcing all of ``data``, then only its first half."""
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data[: len(data) // 2])
+        self.wfile.flush()
+
+    def _oversized(self) -> None:
+        """Announces and streams a huge body until the client hangs up."""
+        size = self.server_fake.oversized_bytes
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        self._record.status = 200
+        self._answered()
+        chunk = b"\0" * (1 << 20)
+        try:
+            for _ in range(size // len(chunk)):
+                self.wfile.write(chunk)
+        except OSError:
+            pass
+        self.close_connection = True
+
+    def _stall(self, path: str, query: dict[str, str]) -> None:
+        """Headers and half the result, then nothing until released (or the client gives up)."""
+        fake = self.server_fake
+        m = re.fullmatch(r"/content/([\w-]+)\.png", path)
+        asset = fake.assets.get(m.group(1)) if m else None
+        self._send_half(asset.content if asset is not None else b"")
+        self._record.status = 200
+        self._answered()
+        if self._hold is None:  # stalls until the test resets the fake
+            self._hold = Hold("GET", re.compile("stall"), 0)
+            with fake.lock:
+                fake.holds.append(self._hold)
+        self._wait_for_release()
+        self.close_connection = True
 
 
 def main() -> None:

@@ -323,22 +323,6 @@ def test_low_above_high_threshold_is_refused_at_validation(comfy_server: ComfySe
     assert "low_threshold" in text and "high_threshold" in text, errors
 
 
-def test_modality_without_local_method_names_what_is_missing(comfy_server: ComfyServer, uploaded: str) -> None:
-    missing = [m.name for m in table.MODALITIES.values() if not m.local_methods]
-    if not missing:
-        pytest.skip("every modality has a local method now")
-    modality = missing[0]
-    with pytest.raises(ValueError) as expected:
-        table.resolve_local_method(modality)
-
-    with pytest.raises(PromptFailed) as failure:
-        comfy_server.run(detect_graph(comfy_server, uploaded, modality=modality, local_method="auto"))
-
-    assert failure.value.error["event"] == "execution_error"
-    assert failure.value.error["node_type"] == "ScenarioDetect"
-    assert str(expected.value) in failure.value.exception_message
-
-
 def test_model_method_without_weights_says_where_to_put_them(tmp_path) -> None:
     """A model-backed modality on a machine with no weights and downloads off fails at run time with
     our message: which file, its URL and the folder to put it in. Its own server: the shared one may

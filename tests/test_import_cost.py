@@ -27,9 +27,9 @@ sys.modules["scenario_detect_pack"] = pack
 spec.loader.exec_module(pack)
 extension = asyncio.run(pack.comfy_entrypoint())
 nodes = asyncio.run(extension.get_node_list())
-ids = [node.GET_SCHEMA().node_id for node in nodes]
+node_ids = [node.GET_SCHEMA().node_id for node in nodes]
 after = {name for name in heavy if name in sys.modules}
-print(json.dumps({"added": sorted(after - before), "nodes": ids,
+print(json.dumps({"added": sorted(after - before), "nodes": node_ids,
                   "web": pack.WEB_DIRECTORY}))
 """
 

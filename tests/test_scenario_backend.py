@@ -150,15 +150,24 @@ def test_concurrency_is_bounded(fake):
         assert len(overlapping) <= 1
 
 
-def test_batch_of_8_takes_about_the_time_of_one(fake):
-    fake.job_seconds = 0.5
-    started = time.monotonic()
-    run(fake, images(1))
-    single = time.monotonic() - started
-    started = time.monotonic()
-    run(fake, images(8), concurrency=8)
-    batch = time.monotonic() - started
-    assert batch <= 1.5 * single + 0.3, (single, batch)  # benchmarks/bench_scenario.py measures it properly
+def test_batch_of_8_runs_its_jobs_at_once(fake):
+    """All eight jobs exist before any is polled (polls are held): they run in parallel, so a batch
+    takes about the time of one job (benchmarks/bench_scenario.py measures it)."""
+    import threading
+
+    held = fake.hold("GET", "/v1/jobs/", times=8)
+    seen: list[int] = []
+
+    def release_when_all_created() -> None:
+        fake.wait_until(lambda: len(fake.jobs) == 8, what="eight jobs")
+        seen.append(sum(1 for r in fake.requests if "/v1/jobs/" in r.path and r.answered.is_set()))
+        held.release()
+
+    releaser = threading.Thread(target=release_when_all_created)
+    releaser.start()
+    result = run(fake, images(8), concurrency=8)
+    releaser.join()
+    assert seen == [0] and result.images.shape[0] == 8
 
 
 # -- cache ---------------------------------------------------------------------------------------
@@ -258,3 +267,37 @@ def test_images_over_the_request_limit_as_png_are_sent_as_jpeg(fake):
     with pytest.raises(ScenarioRequestError, match="scale it down"):
         run(fake, batch, upload_max_bytes=jpeg // 2)
     assert len(fake.requests_to("POST", "/generate/detect")) == 1
+
+
+# -- the steps of run_scenario, each on its own ----------------------------------------------------
+
+
+def test_plan_jobs_checks_before_anything_is_sent():
+    from scenario_detect.nodes.scenario.backend import plan_jobs
+
+    plan = plan_jobs(images(2, 30, 40), "canny", {}, None, original_assets=True)
+    assert plan.count == 2 and plan.size(1) == (30, 40) and plan.label(1) == "image 2"
+    assert plan.query == {"originalAssets": "true"} and set(plan.fields) == {"lowThreshold", "highThreshold"}
+    several = plan_jobs(images(1, 30, 40), "depth", {}, "asset_a asset_b", original_assets=False)
+    assert several.count == 2 and several.size(1) == (30, 40) and several.label(0) == "asset asset_a (item 1)"
+    with pytest.raises(ScenarioRequestError, match="unknown modality 'edges'"):
+        plan_jobs(images(1), "edges", {}, None, False)
+    with pytest.raises(ScenarioRequestError, match="low_threshold"):
+        plan_jobs(images(1), "canny", {"low_threshold": 200, "high_threshold": 100}, None, False)
+
+
+def test_assemble_maps_sizes_and_says_what_it_resized():
+    from scenario_detect.nodes.scenario.backend import assemble_maps, plan_jobs
+    from scenario_detect.nodes.scenario.jobs import JobOutcome
+
+    plan = plan_jobs(images(2, 30, 40), "canny", {}, None, False)
+    outcomes = [
+        JobOutcome([f"asset_{i}"], b"", 1.0, decoded=np.full((h, w, 3), i / 2, np.float32))
+        for i, (h, w) in enumerate([(64, 64), (64, 128)])
+    ]
+    maps, messages = assemble_maps(plan, outcomes, keep_api_size=False)
+    assert maps.shape == (2, 30, 40, 3) and messages == []
+    assert float(maps[1].mean()) == pytest.approx(0.5)
+    maps, messages = assemble_maps(plan, outcomes, keep_api_size=True)
+    assert maps.shape == (2, 64, 64, 3)
+    assert messages == ["image 2 came back at 128x64; resized to 64x64 to fit one batch."]

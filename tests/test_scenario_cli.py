@@ -11,11 +11,14 @@ import pytest
 from fake_scenario import FakeScenario
 from PIL import Image
 
+from scenario_detect.nodes.scenario.credentials import CREDENTIAL_ENV
+
 pytestmark = pytest.mark.timeout(120)
 
 
 def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("SCENARIO_")}
+    # Only what the pack reads credentials and the address from: the real-API guard must reach the child.
+    clean = {k: v for k, v in os.environ.items() if k not in CREDENTIAL_ENV}
     return subprocess.run(
         [sys.executable, "-m", "scenario_detect", *args],
         env={**clean, **env},

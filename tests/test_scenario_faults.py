@@ -111,10 +111,9 @@ def test_429_waits_then_retries_and_bills_once(fake, headers, body):
 
 def test_429_asking_longer_than_the_cap_fails_fast(fake):
     fake.add_fault("POST", "/generate/detect", 429, body={"reason": "cooldown", "remainingSeconds": 3600})
-    started = time.monotonic()
     err = _fails(fake, ScenarioRateLimited)
-    assert time.monotonic() - started < 2
     assert "3600" in str(err)
+    assert len(fake.requests_to("POST", "/generate/detect")) == 1  # not waited out, not retried
 
 
 def test_429_on_get_is_waited_out(fake):
@@ -157,9 +156,7 @@ def test_unreachable_api_is_clear_and_quick(fake):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     dead = Credentials(fake.key, fake.secret, f"http://127.0.0.1:{port}/v1", "test")
-    started = time.monotonic()
     err = _fails(fake, ScenarioUnreachable, credentials=dead)
-    assert time.monotonic() - started < 5
     assert f"127.0.0.1:{port}" in str(err)
 
 
@@ -193,6 +190,23 @@ def test_polls_failing_for_good_give_up_and_cancel_the_job(fake):
     assert fake.canceled_jobs() == [fake.billed_jobs[0].id]
 
 
+@pytest.mark.parametrize("action", ["reset", "drop", "bad_encoding"])
+@pytest.mark.parametrize("step, path", [("poll", "/v1/jobs/"), ("asset", "/v1/assets/"), ("download", "/content/")])
+def test_transport_fault_for_good_at_each_step(fake, step, path, action):
+    """A GET that keeps breaking ends in a clear error after its retries; the job is canceled when
+    it was still running (poll), and not when it had already finished (asset, download)."""
+    from scenario_detect.nodes.scenario.errors import ScenarioError
+
+    if step == "poll":
+        fake.job_seconds = 60
+    fake.add_fault("GET", path, action=action, times=1000)
+    err = _fails(fake, ScenarioError)
+    assert "Traceback" not in str(err)
+    [job] = fake.billed_jobs
+    assert len(fake.requests_to("POST", "/generate/detect")) == 1
+    assert fake.canceled_jobs() == ([job.id] if step == "poll" else [])
+
+
 # -- job outcomes ----------------------------------------------------------------------------------
 
 
@@ -212,9 +226,7 @@ def test_job_canceled_remotely_is_reported(fake):
 
 def test_stuck_job_times_out_with_its_id_and_is_canceled(fake):
     fake.queue_outcome("stuck")
-    started = time.monotonic()
     err = _fails(fake, ScenarioTimeout, timeout_s=1.0)
-    assert time.monotonic() - started < 3
     job_id = fake.billed_jobs[0].id
     assert job_id in str(err) and fake.canceled_jobs() == [job_id]
 
@@ -264,21 +276,15 @@ def test_one_failing_image_fails_the_batch_naming_it(fake):
     assert len(fake.billed_jobs) == 2  # image 3 never started: no money spent on a failed batch
 
 
-def test_interrupt_cancels_remote_jobs_within_a_second(fake):
+def test_interrupt_cancels_every_remote_job(fake):
+    """Cancel is "pressed" once all three jobs run on the server; each is canceled before the run
+    returns. (benchmarks/bench_scenario.py --cancel-latency measures how fast, in ComfyUI.)"""
     fake.job_seconds = 60
-    pressed: list[float] = []
-
-    def check_interrupt() -> bool:
-        # Cancel is "pressed" once all three jobs run on the server.
-        if not pressed and len(fake.billed_jobs) == 3:
-            pressed.append(time.monotonic())
-        return bool(pressed)
 
     from scenario_detect.nodes.host import Interrupted
 
     with pytest.raises(Interrupted):
-        run(fake, imgs=images(3), check_interrupt=check_interrupt, concurrency=3)
-    assert time.monotonic() - pressed[0] < 1.0
+        run(fake, imgs=images(3), check_interrupt=lambda: len(fake.billed_jobs) == 3, concurrency=3)
     jobs = {j.id for j in fake.billed_jobs}
     assert len(jobs) == 3 and set(fake.canceled_jobs()) == jobs
 
@@ -297,18 +303,148 @@ def test_every_secret_stays_out_across_faults(fake, caplog):
 
 
 def test_interrupt_during_a_slow_detect_request_still_cancels_the_job(fake):
-    """The job id arrives after Cancel was pressed: the job is canceled anyway, not left running."""
+    """The job id arrives after the run was abandoned: it is followed in the background and the job
+    canceled, not left running."""
     fake.job_seconds = 60
-    fake.add_fault("POST", "/generate/detect", action="delay", delay_s=0.8)
+    held = fake.hold("POST", "/generate/detect$")
 
     from scenario_detect.nodes.host import Interrupted
 
-    started = time.monotonic()
-    with pytest.raises(Interrupted):  # Cancel pressed while the server is still answering the POST
-        run(fake, check_interrupt=lambda: bool(fake.requests_to("POST", "/generate/detect")))
-    assert time.monotonic() - started < 3
+    with pytest.raises(Interrupted):  # Cancel pressed while the server has not answered the POST
+        run(fake, check_interrupt=held.reached.is_set)
+    assert fake.canceled_jobs() == []  # the job exists, its id has not reached us yet
+    from scenario_detect.nodes.scenario import background
+
+    assert background.pending_follow_ups() >= 1  # what the interpreter waits for at exit (the CLI)
+    held.release()
+    assert background.wait_for_follow_ups(30)
     [job] = fake.billed_jobs
     assert fake.canceled_jobs() == [job.id]
+    assert len(fake.requests_to("POST", "/generate/detect")) == 1
+
+
+class HostInterrupt(Exception):
+    """Stands for ComfyUI's InterruptProcessingException: raised by the host's progress hook."""
+
+
+@pytest.mark.parametrize("exc_type", [HostInterrupt, RuntimeError, KeyError])
+def test_any_exception_from_a_progress_update_cancels_the_job(fake, exc_type):
+    """ComfyUI's progress hook raises its own interrupt exception after Cancel, and our own code can
+    have bugs: whatever leaves a running job's code cancels the job."""
+    fake.queue_outcome("stuck")
+    fake.job_seconds = 60
+
+    def on_progress(done: float) -> None:
+        if 0 < done < 1:  # a progress update while the job runs
+            raise exc_type("raised from a progress update")
+
+    with pytest.raises(exc_type):
+        run(fake, on_progress=on_progress)
+    [job] = fake.billed_jobs
+    assert fake.canceled_jobs() == [job.id]
+    assert len(fake.requests_to("POST", "/generate/detect")) == 1
+
+
+def test_progress_exception_in_one_image_of_a_batch_cancels_every_job(fake):
+    fake.job_seconds = 60
+    for _ in range(3):
+        fake.queue_outcome("stuck")
+
+    def on_progress(done: float) -> None:
+        with fake.lock:
+            running = len(fake.jobs)
+        if running == 3 and 0 < done:
+            raise HostInterrupt("interrupted")
+
+    with pytest.raises(HostInterrupt):
+        run(fake, imgs=images(3), on_progress=on_progress, concurrency=3)
+    assert sorted(fake.canceled_jobs()) == sorted(j.id for j in fake.billed_jobs)
+    assert len(fake.billed_jobs) == 3
+
+
+def test_timeout_while_the_detect_request_is_unanswered_cancels_the_late_job(fake):
+    fake.job_seconds = 60
+    held = fake.hold("POST", "/generate/detect$")
+    err = _fails(fake, ScenarioTimeout, timeout_s=0.5)
+    assert "timeout_s (0.5 s)" in str(err) and "canceled" in str(err)
+    held.release()
+    fake.wait_until(lambda: fake.canceled_jobs(), what="the cancel of the late job")
+    assert len(fake.billed_jobs) == 1 and fake.canceled_jobs() == [fake.billed_jobs[0].id]
+
+
+def test_timeout_bounds_429_waits_and_creates_nothing(fake):
+    fake.add_fault("POST", "/generate/detect", 429, headers={"Retry-After": "4"}, times=5)
+    err = _fails(fake, ScenarioTimeout, timeout_s=0.5)
+    assert "timeout_s" in str(err)
+    from scenario_detect.nodes.scenario import background
+
+    assert background.wait_for_follow_ups(10)
+    assert len(fake.requests_to("POST", "/generate/detect")) == 1  # the 4 s wait was cut short, no retry
+    assert fake.billed_jobs == []
+
+
+def test_stalled_download_ends_at_timeout_without_a_cancel(fake):
+    """The job succeeded (nothing to cancel); its result stalls half way: timeout_s ends the wait."""
+    fake.content_url = "stall"
+    err = _fails(fake, ScenarioTimeout, timeout_s=1.5)
+    [job] = fake.billed_jobs
+    assert job.id in str(err) and "not downloaded" in str(err)
+    assert fake.canceled_jobs() == []
+    assert len(fake.requests_to("POST", "/generate/detect")) == 1
+
+
+def test_timeout_bounds_the_upload_and_no_job_is_created(fake):
+    held = fake.hold("POST", "/v1/assets$")
+    err = _fails(fake, ScenarioTimeout, timeout_s=0.5, inline_max_bytes=100)
+    assert "not uploaded" in str(err) and "no job was created" in str(err)
+    held.release()
+    assert fake.requests_to("POST", "/generate/detect") == [] and fake.billed_jobs == []
+
+
+def test_cancelling_the_callers_task_cancels_the_job_before_it_returns(fake):
+    """The host (or Ctrl-C in the CLI) cancels the coroutine awaiting run_scenario: the job is
+    canceled on Scenario before that cancellation completes, so no loop ending can drop it."""
+    import asyncio
+
+    from scenario_support import FAST_POLICY, FAST_POLLS, creds
+
+    from scenario_detect.nodes.scenario.backend import run_scenario
+    from scenario_detect.nodes.scenario.client import RetryPolicy
+
+    fake.job_seconds = 60
+    held = fake.hold("GET", "/v1/jobs/")  # the first poll: the job exists
+
+    async def main() -> None:
+        task = asyncio.ensure_future(
+            run_scenario(
+                images(), "canny", {}, credentials=creds(fake), use_cache=False,
+                policy=RetryPolicy(**FAST_POLICY), poll_schedule=FAST_POLLS,
+            )
+        )  # fmt: skip
+        await asyncio.to_thread(held.wait_reached)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert fake.canceled_jobs() == [fake.billed_jobs[0].id]  # already, not "eventually"
+
+    asyncio.run(main())
+    held.release()
+
+
+def test_cost_says_when_some_jobs_cost_is_unknown(fake):
+    fake.next_costs = [2.0, None, 4.0, None]
+    result = run(fake, imgs=images(4), concurrency=1)
+    assert result.cost_units is None
+    assert "cost at least 6 CU; 2 jobs' cost unknown" in result.messages[0]
+
+
+def test_cost_line_forms():
+    from scenario_detect.nodes.scenario.backend import cost_line
+
+    assert cost_line([2.0, 2.0]) == (4.0, "4 CU")
+    assert cost_line([2.0, None]) == (None, "at least 2 CU; 1 job's cost unknown")
+    assert cost_line([None, None]) == (None, "unknown")
+    assert cost_line([]) == (0.0, "0 CU")
 
 
 def test_upload_refused_as_too_large_is_a_clear_error(fake):

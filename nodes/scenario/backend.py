@@ -2,7 +2,10 @@
 
 ``run_scenario`` turns an IMAGE batch into control maps through ``POST /v1/generate/detect``: one
 job per image, run concurrently (bounded), results in input order, resized back to each input's
-size. It knows nothing about ComfyUI's graph: progress and interrupt come in as callables.
+size. It knows nothing about ComfyUI's graph: progress and interrupt come in as callables. Its
+steps, each readable and testable alone: :func:`plan_jobs` (validation), :class:`Inputs`
+(encoding, JPEG fallback, upload), :func:`cached_outcomes`, :func:`run_jobs` (concurrency,
+interrupt), :func:`assemble_maps` (sizes), :func:`cost_line` (what it cost, honestly).
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ from typing import Any
 
 from .. import host
 from ..modalities import MODALITIES, api_fields, validation_errors
+from . import background
 from .cache import ResultCache, cache_enabled, cache_key
 from .client import RetryPolicy, ScenarioClient
 from .credentials import Credentials, load_credentials
 from .errors import ScenarioBatchError, ScenarioError, ScenarioRequestError
-from .jobs import JobOutcome, PollSchedule, estimate, run_job, upload_image
+from .jobs import JobOutcome, PollSchedule, Session, estimate, retry_sleep, run_job, upload_image
 
 log = logging.getLogger("scenario_detect.scenario")
 
@@ -35,7 +39,11 @@ JPEG_QUALITY = 95
 DEFAULT_CONCURRENCY = 8
 MAX_CONCURRENCY = 16
 DEFAULT_TIMEOUT_S = 300.0
-INTERRUPT_POLL_S = 0.2
+# How often the Cancel flag is read: cheap (a global under a lock), and it is most of the delay
+# between Cancel and the cancel request.
+INTERRUPT_POLL_S = 0.05
+# How long a stopped batch waits for its jobs' cancel requests (each bounded by CANCEL_TIMEOUT_S).
+STOP_WAIT_S = 10.0
 
 
 @dataclass
@@ -64,15 +72,174 @@ def parse_asset_ids(text: str | list[str] | None) -> list[str]:
     return [t.strip() for t in text if t and t.strip()]
 
 
-def _format_cost(cost: float | None) -> str:
-    return "unknown" if cost is None else f"{cost:g} CU"
+# -- step 1: what to run ---------------------------------------------------------------------------
 
 
-def _resize(frame, height: int, width: int, modality: str):
-    from ..images import resize_to
+@dataclass
+class JobPlan:
+    """The validated request: one job per image (or per asset id), with its label and output size."""
 
-    # Segmentation keeps the palette's exact class colors (no blended, meaningless colors at borders).
-    return resize_to(frame, height, width, nearest=modality == "segmentation")
+    modality: str
+    fields: dict[str, Any]  # the API fields of the modality's parameters
+    query: dict[str, str]
+    frames: Any  # numpy [B, H, W, C] of the input batch
+    asset_ids: list[str]  # existing assets to process instead of uploading the frames
+    original_assets: bool
+
+    @property
+    def count(self) -> int:
+        return len(self.asset_ids) if self.asset_ids else self.frames.shape[0]
+
+    def size(self, i: int) -> tuple[int, int]:
+        frame = self.frames[min(i, self.frames.shape[0] - 1)]
+        return frame.shape[0], frame.shape[1]
+
+    def label(self, i: int) -> str:
+        return f"asset {self.asset_ids[i]} (item {i + 1})" if self.asset_ids else f"image {i + 1}"
+
+
+def plan_jobs(
+    images: Any, modality: str, params: dict[str, Any], asset_ids: list[str] | str | None, original_assets: bool
+) -> JobPlan:
+    """Check the request before anything is sent; raises ScenarioRequestError saying what to fix."""
+    from ..images import to_batch
+
+    if modality not in MODALITIES:
+        raise ScenarioRequestError(f"unknown modality {modality!r}; choose one of {', '.join(MODALITIES)}")
+    problems = validation_errors(modality, params)
+    if problems:
+        raise ScenarioRequestError("; ".join(problems))
+    frames = to_batch(images).numpy()
+    ids = parse_asset_ids(asset_ids)
+    if ids and frames.shape[0] not in (1, len(ids)):
+        raise ScenarioRequestError(
+            f"asset_id lists {len(ids)} assets but the image batch has {frames.shape[0]} images: give one asset id "
+            "per image, or a single image."
+        )
+    query = {"originalAssets": "true"} if original_assets else {}
+    return JobPlan(modality, api_fields(modality, params), query, frames, ids, original_assets)
+
+
+# -- step 2: the image each job sends --------------------------------------------------------------
+
+
+class Inputs:
+    """Each job's image reference: an asset id, an inline data URL, or an upload (large images),
+    as PNG or, over the request limit, as JPEG (said in ``messages``)."""
+
+    def __init__(self, plan: JobPlan, inline_max_bytes: int, upload_max_bytes: int):
+        self.plan = plan
+        self.inline_max_bytes = inline_max_bytes
+        self.upload_max_bytes = upload_max_bytes
+        self.messages: list[str] = []
+        self._u8: dict[int, Any] = {}
+
+    def pixels(self, i: int) -> Any:
+        """The i-th frame as uint8 RGB (converted once)."""
+        import numpy as np
+
+        from ..images import rgb_u8
+
+        if i not in self._u8:
+            frame = self.plan.frames[i]
+            self._u8[i] = frame if frame.dtype == np.uint8 else rgb_u8(frame)
+        return self._u8[i]
+
+    def cache_key(self, i: int, credentials: Credentials) -> str:
+        plan = self.plan
+        common = {
+            "credentials": credentials,  # API address and account: results are not shared across them
+            "modality": plan.modality,
+            "fields": plan.fields,
+            "original_assets": plan.original_assets,
+        }
+        if plan.asset_ids:
+            return cache_key(**common, asset_id=plan.asset_ids[i])
+        u8 = self.pixels(i)
+        return cache_key(**common, pixels=u8.tobytes(), shape=tuple(u8.shape))
+
+    async def encoded(self, i: int) -> tuple[bytes, str, str]:
+        """(bytes, mime type, extension): PNG, or JPEG when the PNG is over the upload limit."""
+        from ..images import encode_image, encode_png
+
+        data = await asyncio.to_thread(encode_png, self.pixels(i))
+        if len(data) <= self.upload_max_bytes:
+            return data, "image/png", "png"
+        jpeg = await asyncio.to_thread(encode_image, self.pixels(i), ".jpg", JPEG_QUALITY)
+        label = self.plan.label(i)
+        if len(jpeg) > self.upload_max_bytes:
+            h, w = self.pixels(i).shape[:2]
+            raise ScenarioRequestError(
+                f"{label} ({w}x{h}) is too large for Scenario's API even as JPEG "
+                f"({len(jpeg) / 1e6:.1f} MB; the request limit is about 10 MB): scale it down first."
+            )
+        self.messages.append(
+            f"{label} is {len(data) / 1e6:.1f} MB as PNG, over the API's request limit: sent as "
+            f"JPEG (quality {JPEG_QUALITY}, {len(jpeg) / 1e6:.1f} MB)."
+        )
+        return jpeg, "image/jpeg", "jpg"
+
+    async def reference(self, client: ScenarioClient, i: int) -> str:
+        """What goes in the detect body's ``image``: asset id, data URL, or the id of an upload."""
+        from ..images import data_url
+
+        if self.plan.asset_ids:
+            return self.plan.asset_ids[i]
+        data, mime, ext = await self.encoded(i)
+        url = data_url(data, mime)
+        if len(data) <= self.inline_max_bytes:
+            return url
+        log.info("%s is %.1f MB: uploading it first", self.plan.label(i), len(data) / 1e6)
+        return await upload_image(client, url, f"detect-input-{i + 1}.{ext}")
+
+    async def body(self, client: ScenarioClient, i: int) -> dict[str, Any]:
+        return {"image": await self.reference(client, i), "modality": self.plan.modality, **self.plan.fields}
+
+
+# -- step 3: results already paid for --------------------------------------------------------------
+
+
+async def cached_outcomes(
+    store: ResultCache, inputs: Inputs, credentials: Credentials
+) -> tuple[list[JobOutcome | None], list[str]]:
+    """(outcome or None per job, cache key per job). A damaged entry counts as a miss."""
+    from ..images import decode_image
+
+    def lookup(i: int) -> tuple[JobOutcome | None, str]:
+        key = inputs.cache_key(i, credentials)
+        cached = store.get(key)
+        if cached is None:
+            return None, key
+        try:
+            decoded = decode_image(cached.content)
+        except ValueError:
+            return None, key  # run the job again; its result overwrites the entry
+        return JobOutcome(cached.asset_ids, cached.content, 0.0, None, 0, 0.0, decoded, {"cached": True}), key
+
+    found = [await asyncio.to_thread(lookup, i) for i in range(inputs.plan.count)]
+    return [o for o, _ in found], [k for _, k in found]
+
+
+# -- step 4: the jobs, concurrently ----------------------------------------------------------------
+
+
+class Progress:
+    """Per-job fractions summed into the absolute progress ``on_progress`` receives (0..jobs)."""
+
+    def __init__(self, count: int, on_progress: Callable[[float], None] | None):
+        self.fractions = [0.0] * count
+        self.on_progress = on_progress
+        self._lock = threading.Lock()
+
+    def report(self, i: int, fraction: float) -> None:
+        with self._lock:
+            self.fractions[i] = max(self.fractions[i], fraction)
+            total = sum(self.fractions)
+        if self.on_progress is not None:
+            self.on_progress(total)  # ComfyUI's hook raises its interrupt exception here after Cancel
+
+    def of(self, i: int) -> Callable[[float], None]:
+        return lambda fraction: self.report(i, fraction)
 
 
 async def _watch_interrupt(check_interrupt: Callable[[], bool]) -> None:
@@ -80,29 +247,22 @@ async def _watch_interrupt(check_interrupt: Callable[[], bool]) -> None:
         await asyncio.sleep(INTERRUPT_POLL_S)
 
 
-async def _gather_in_order(
-    coros: list[Any], check_interrupt: Callable[[], bool] | None, labels: list[str]
-) -> list[Any]:
-    """Run tasks; results in input order. First failure or an interrupt cancels the rest (their
-    remote jobs are cancelled by the tasks themselves) and is raised."""
+async def gather_in_order(coros: list[Any], check_interrupt: Callable[[], bool] | None, labels: list[str]) -> list[Any]:
+    """Run tasks; results in input order. The first failure or an interrupt cancels the rest
+    (each job's RemoteJob cancels its remote job on the way out) and is raised."""
     tasks = [asyncio.ensure_future(c) for c in coros]
     watcher = asyncio.ensure_future(_watch_interrupt(check_interrupt)) if check_interrupt else None
     pending = set(tasks)
     failure: tuple[int, BaseException] | None = None
     interrupted = False
     try:
-        while pending:
-            waiting = pending | ({watcher} if watcher else set())
-            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            if watcher is not None and watcher in done:
-                interrupted = True
-                break
-            for task in done:
+        while pending and failure is None and not interrupted:
+            done, _ = await asyncio.wait(pending | ({watcher} if watcher else set()), return_when="FIRST_COMPLETED")
+            interrupted = watcher in done
+            for task in sorted(done - {watcher}, key=tasks.index):
                 pending.discard(task)
-                if task.exception() is not None and failure is None:
+                if failure is None and not task.cancelled() and task.exception() is not None:
                     failure = (tasks.index(task), task.exception())
-            if failure:
-                break
     finally:
         if watcher is not None:
             watcher.cancel()
@@ -110,18 +270,108 @@ async def _gather_in_order(
             task.cancel()
         if pending:
             # Let each task cancel its remote job; bounded so Cancel never hangs.
-            await asyncio.wait(pending, timeout=10)
+            await asyncio.wait(pending, timeout=STOP_WAIT_S)
+        for task in tasks:  # the first failure is raised; later ones are consequences, not news
+            if task.done() and not task.cancelled():
+                task.exception()
     if interrupted:
         raise host.Interrupted("Scenario detect interrupted; the remote jobs were canceled")
     if failure:
         index, exc = failure
-        if len(tasks) == 1:
+        if len(tasks) == 1 or not isinstance(exc, ScenarioError):
             raise exc
-        message = f"Scenario detect failed on {labels[index]} of {len(tasks)}: {exc}"
-        if isinstance(exc, ScenarioError):
-            raise ScenarioBatchError(message, index=index, cause=exc) from None
-        raise exc
+        raise ScenarioBatchError(
+            f"Scenario detect failed on {labels[index]} of {len(tasks)}: {exc}", index=index, cause=exc
+        ) from None
     return [t.result() for t in tasks]
+
+
+async def run_jobs(
+    session: Session,
+    inputs: Inputs,
+    todo: list[int],
+    *,
+    concurrency: int,
+    timeout_s: float,
+    progress: Progress,
+    check_interrupt: Callable[[], bool] | None,
+    poll_schedule: PollSchedule | None,
+) -> list[JobOutcome]:
+    """The jobs of ``todo`` (indices into the plan), at most ``concurrency`` at a time."""
+    from ..images import decode_image
+
+    semaphore = asyncio.Semaphore(concurrency)
+    plan = inputs.plan
+
+    async def one(i: int) -> JobOutcome:
+        async with semaphore:
+            return await run_job(
+                session,
+                inputs.body(session.client, i),  # awaited inside the job's timeout
+                plan.query,
+                timeout_s=timeout_s,
+                validate=decode_image,
+                on_progress=progress.of(i),
+                schedule=poll_schedule,
+                label=plan.label(i),
+            )
+
+    return await gather_in_order([one(i) for i in todo], check_interrupt, [plan.label(i) for i in todo])
+
+
+# -- step 5: the output batch ----------------------------------------------------------------------
+
+
+def _resize(frame: Any, height: int, width: int, modality: str) -> Any:
+    from ..images import resize_to
+
+    # Segmentation keeps the palette's exact class colors (no blended, meaningless colors at borders).
+    return resize_to(frame, height, width, nearest=modality == "segmentation")
+
+
+def assemble_maps(plan: JobPlan, outcomes: list[JobOutcome], keep_api_size: bool) -> tuple[Any, list[str]]:
+    """One [B, H, W, 3] tensor: each map at its input's size, or all at the first result's size
+    (``keep_api_size``); plus a message per map that had to be resized to fit the batch."""
+    import numpy as np
+    import torch
+
+    messages: list[str] = []
+    if keep_api_size:
+        height, width = outcomes[0].decoded.shape[:2]
+    maps = []
+    for i, outcome in enumerate(outcomes):
+        frame = outcome.decoded
+        if not keep_api_size:
+            # Several asset ids on one image: all take that image's size.
+            height, width = plan.size(i)
+        elif frame.shape[:2] != (height, width):
+            messages.append(
+                f"{plan.label(i)} came back at {frame.shape[1]}x{frame.shape[0]}; resized to "
+                f"{width}x{height} to fit one batch."
+            )
+        if frame.shape[:2] != (height, width):
+            frame = _resize(frame, height, width, plan.modality)
+        maps.append(np.ascontiguousarray(frame, dtype=np.float32))
+    return torch.from_numpy(np.stack(maps)), messages
+
+
+# -- step 6: what it cost --------------------------------------------------------------------------
+
+
+def cost_line(costs: list[float | None]) -> tuple[float | None, str]:
+    """(total, text) for the jobs run: a partial sum is never shown as the total.
+    ``[2, 2, None]`` -> ``(4.0, "at least 4 CU; 1 job's cost unknown")``."""
+    known = [c for c in costs if c is not None]
+    unknown = len(costs) - len(known)
+    if not unknown:
+        return float(sum(known)), f"{sum(known):g} CU"
+    if not known:
+        return None, "unknown"
+    jobs = "1 job's" if unknown == 1 else f"{unknown} jobs'"
+    return None, f"at least {sum(known):g} CU; {jobs} cost unknown"
+
+
+# -- the entry -------------------------------------------------------------------------------------
 
 
 async def run_scenario(
@@ -149,213 +399,114 @@ async def run_scenario(
 
     ``asset_ids``: existing Scenario assets to process instead of uploading ``images`` (one per
     image, or any number when the batch has one image; outputs take the images' sizes).
-    ``on_progress(done)`` receives the absolute progress in images (0..number of jobs).
-    ``check_interrupt()`` is polled every 0.2 s; when it turns true the remote jobs are cancelled
-    and :class:`host.Interrupted` is raised.
+    ``timeout_s`` bounds each job from its start (upload, detect request, polls, 429 waits,
+    retries, download). ``on_progress(done)`` receives the absolute progress in images
+    (0..number of jobs). ``check_interrupt()`` is polled every 0.05 s; when it turns true the
+    remote jobs are cancelled and :class:`host.Interrupted` is raised. The requests run on the
+    pack's own loop (``background``), so no host loop ending can drop a request in flight.
+    ``policy``, ``poll_schedule``, ``cache`` and the byte limits are for tests and benchmarks.
     """
-    import numpy as np
-    import torch
-
-    from ..images import data_url, decode_image, encode_image, encode_png, rgb_u8, to_batch
-
-    if modality not in MODALITIES:
-        raise ScenarioRequestError(f"unknown modality {modality!r}; choose one of {', '.join(MODALITIES)}")
-    problems = validation_errors(modality, params)
-    if problems:
-        raise ScenarioRequestError("; ".join(problems))
-    fields = api_fields(modality, params)
+    plan = plan_jobs(images, modality, params, asset_ids, original_assets)
     creds = credentials or load_credentials()
-    batch = to_batch(images)
-    frames = batch.numpy()
-    count = frames.shape[0]
-    ids = parse_asset_ids(asset_ids)
-    if ids and count not in (1, len(ids)):
-        raise ScenarioRequestError(
-            f"asset_id lists {len(ids)} assets but the image batch has {count} images: give one asset id "
-            "per image, or a single image."
-        )
-    n_jobs = len(ids) if ids else count
-    sizes = [(frames[min(i, count - 1)].shape[0], frames[min(i, count - 1)].shape[1]) for i in range(n_jobs)]
-    labels = [f"asset {ids[i]} (item {i + 1})" if ids else f"image {i + 1}" for i in range(n_jobs)]
-    query = {"originalAssets": "true"} if original_assets else {}
-    concurrency = max(1, min(MAX_CONCURRENCY, concurrency or default_concurrency()))
-    if use_cache is None:
-        use_cache = cache_enabled()
-    store = (cache or ResultCache()) if use_cache and not dry_run else None
-
-    u8_frames: dict[int, Any] = {}
-
-    def pixels(i: int):
-        if i not in u8_frames:
-            frame = frames[i]
-            u8_frames[i] = frame if frame.dtype == np.uint8 else rgb_u8(frame)
-        return u8_frames[i]
-
-    def key_of(i: int) -> str:
-        if ids:
-            return cache_key(modality=modality, fields=fields, original_assets=original_assets, asset_id=ids[i])
-        u8 = pixels(i)
-        return cache_key(
-            modality=modality,
-            fields=fields,
-            original_assets=original_assets,
-            pixels=u8.tobytes(),
-            shape=tuple(u8.shape),
-        )
-
-    progress = [0.0] * n_jobs
-    lock = threading.Lock()
-
-    def report(i: int, fraction: float) -> None:
-        with lock:
-            progress[i] = max(progress[i], fraction)
-            total = sum(progress)
-        if on_progress is not None:
-            on_progress(total)
-
-    outcomes: list[JobOutcome | None] = [None] * n_jobs
-    keys: list[str | None] = [None] * n_jobs
-    messages: list[str] = []
-    hits = 0
-
-    def lookup(i: int) -> JobOutcome | None:
-        assert store is not None
-        keys[i] = key_of(i)
-        cached = store.get(keys[i])
-        if cached is None:
-            return None
-        try:
-            decoded = decode_image(cached.content)
-        except ValueError:
-            return None  # a damaged entry: run the job again and overwrite it
-        return JobOutcome(cached.asset_ids, cached.content, 0.0, None, 0, 0.0, decoded, {"cached": True})
-
-    if store is not None:
-        for i in range(n_jobs):
-            outcomes[i] = await asyncio.to_thread(lookup, i)
-            if outcomes[i] is not None:
-                hits += 1
-                report(i, 1.0)
-
-    async def image_ref(client: ScenarioClient, i: int) -> str:
-        if ids:
-            return ids[i]
-        data = await asyncio.to_thread(encode_png, pixels(i))
-        mime, ext = "image/png", "png"
-        if len(data) > upload_max_bytes:
-            jpeg = await asyncio.to_thread(encode_image, pixels(i), ".jpg", JPEG_QUALITY)
-            if len(jpeg) > upload_max_bytes:
-                h, w = pixels(i).shape[:2]
-                raise ScenarioRequestError(
-                    f"{labels[i]} ({w}x{h}) is too large for Scenario's API even as JPEG "
-                    f"({len(jpeg) / 1e6:.1f} MB; the request limit is about 10 MB): scale it down first."
-                )
-            messages.append(
-                f"{labels[i]} is {len(data) / 1e6:.1f} MB as PNG, over the API's request limit: sent as "
-                f"JPEG (quality {JPEG_QUALITY}, {len(jpeg) / 1e6:.1f} MB)."
-            )
-            data, mime, ext = jpeg, "image/jpeg", "jpg"
-        url = data_url(data, mime)
-        if len(data) <= inline_max_bytes:
-            return url
-        log.info("%s is %.1f MB: uploading it first", labels[i], len(data) / 1e6)
-        return await upload_image(client, url, f"detect-input-{i + 1}.{ext}")
-
-    semaphore = asyncio.Semaphore(concurrency)
-
-    async def one(client: ScenarioClient, i: int) -> JobOutcome:
-        async with semaphore:
-            body = {"image": await image_ref(client, i), "modality": modality, **fields}
-            outcome = await run_job(
-                client,
-                body,
-                query,
-                timeout_s=timeout_s,
-                validate=decode_image,
-                on_progress=lambda f: report(i, f),
-                schedule=poll_schedule,
-            )
-        if store is not None and keys[i]:
-            await asyncio.to_thread(store.put, keys[i], outcome.content, outcome.asset_ids, outcome.cost)
-        return outcome
-
-    todo = [i for i in range(n_jobs) if outcomes[i] is None]
-    client_stats: dict[str, int] = {}
+    inputs = Inputs(plan, inline_max_bytes, upload_max_bytes)
     if dry_run:
-        async with ScenarioClient(creds, policy) as client:
-            body = {"image": await image_ref(client, 0), "modality": modality, **fields}
-            each = await estimate(client, body, query)
-            client_stats = dict(client.stats)
-        total = each * n_jobs
-        messages.append(
-            f"Estimate (dry run, nothing was run): {modality} on {n_jobs} image(s) would cost "
-            f"{each:g} CU each, {total:g} CU in all."
-        )
-        log.info("Scenario detect estimate: %s x %d = %s CU", each, n_jobs, total)
-        empty = torch.zeros((count, frames.shape[1], frames.shape[2], 3), dtype=torch.float32)
-        return ScenarioResult(empty, [], total, messages, {"requests": client_stats})
+        return await background.run_here(estimate_batch(plan, inputs, creds, policy))
+    store = (cache or ResultCache()) if (cache_enabled() if use_cache is None else use_cache) else None
+    progress = Progress(plan.count, on_progress)
+    outcomes: list[JobOutcome | None] = [None] * plan.count
+    keys: list[str] = []
+    if store is not None:
+        outcomes, keys = await cached_outcomes(store, inputs, creds)
+        for i, outcome in enumerate(outcomes):
+            if outcome is not None:
+                progress.report(i, 1.0)
+    todo = [i for i, outcome in enumerate(outcomes) if outcome is None]
+    requests: dict[str, int] = {}
     if todo:
-        async with ScenarioClient(creds, policy, max_connections=concurrency * 2 + 2) as client:
-            try:
-                done = await _gather_in_order(
-                    [one(client, i) for i in todo], check_interrupt, [labels[i] for i in todo]
+        concurrency = max(1, min(MAX_CONCURRENCY, concurrency or default_concurrency()))
+        client = ScenarioClient(creds, policy, max_connections=concurrency * 2 + 2, sleep=retry_sleep)
+
+        async def remote() -> list[JobOutcome]:
+            async with Session(client) as session:
+                return await run_jobs(
+                    session,
+                    inputs,
+                    todo,
+                    concurrency=concurrency,
+                    timeout_s=timeout_s,
+                    progress=progress,
+                    check_interrupt=check_interrupt,
+                    poll_schedule=poll_schedule,
                 )
-            finally:
-                client_stats = dict(client.stats)
-        for i, outcome in zip(todo, done, strict=False):
+
+        try:
+            done = await background.run_here(remote())
+        finally:
+            requests = dict(client.stats)
+        for i, outcome in zip(todo, done, strict=True):
             outcomes[i] = outcome
+            if store is not None:
+                await asyncio.to_thread(store.put, keys[i], outcome.content, outcome.asset_ids, outcome.cost)
+    return summarize(plan, [o for o in outcomes if o is not None], keep_api_size, len(todo), inputs.messages, requests)
 
-    maps = []
-    out_h, out_w = sizes[0]
-    for i, outcome in enumerate(outcomes):
-        assert outcome is not None
-        frame = outcome.decoded
-        if keep_api_size:
-            if i == 0:
-                out_h, out_w = frame.shape[0], frame.shape[1]
-            elif frame.shape[:2] != (out_h, out_w):
-                messages.append(
-                    f"{labels[i]} came back at {frame.shape[1]}x{frame.shape[0]}; resized to "
-                    f"{out_w}x{out_h} to fit one batch."
-                )
-                frame = _resize(frame, out_h, out_w, modality)
-        else:
-            frame = _resize(frame, sizes[i][0], sizes[i][1], modality)
-        maps.append(np.ascontiguousarray(frame, dtype=np.float32))
-    if not keep_api_size and len({m.shape for m in maps}) > 1:
-        # Only possible with several asset ids on one image: all take that image's size.
-        maps = [_resize(m, sizes[0][0], sizes[0][1], modality) for m in maps]
-    tensor = torch.from_numpy(np.stack(maps))
 
-    costs = [o.cost for o in outcomes if o is not None and not o.extra.get("cached")]
-    known = [c for c in costs if c is not None]
-    cost = sum(known) if known or not costs else None
-    produced = [a for o in outcomes if o is not None for a in o.asset_ids]
-    ran = len(todo)
-    text = f"Scenario {modality}: {n_jobs} image(s)"
+def summarize(
+    plan: JobPlan,
+    outcomes: list[JobOutcome],
+    keep_api_size: bool,
+    ran: int,
+    messages: list[str],
+    requests: dict[str, int],
+) -> ScenarioResult:
+    """The result: maps, asset ids, cost (see :func:`cost_line`), the node's text and stats."""
+    tensor, resized = assemble_maps(plan, outcomes, keep_api_size)
+    fresh = [o for o in outcomes if not o.extra.get("cached")]
+    cost, cost_text = cost_line([o.cost for o in fresh])
+    hits = len(outcomes) - len(fresh)
+    text = f"Scenario {plan.modality}: {plan.count} image(s)"
     if hits:
         text += f", {hits} from cache (free)"
-    text += f", cost {_format_cost(cost)}"
-    messages.insert(0, text)
-    polls = [o.polls for o in outcomes if o is not None and not o.extra.get("cached")]
-    job_ids = [o.job_id for o in outcomes if o is not None and o.job_id]
+    text += f", cost {cost_text}"
+    job_ids = [o.job_id for o in fresh if o.job_id]
     log.info(
         "Scenario detect %s: %d job(s) run, %d cached, cost %s, jobs %s",
-        modality,
+        plan.modality,
         ran,
         hits,
-        _format_cost(cost),
+        cost_text,
         ", ".join(job_ids) or "-",
     )
     stats = {
         "jobs_run": ran,
         "cache_hits": hits,
-        "polls": polls,
+        "polls": [o.polls for o in fresh],
         "job_ids": job_ids,
-        "job_seconds": [o.seconds for o in outcomes if o is not None and not o.extra.get("cached")],
-        "requests": client_stats,
+        "job_seconds": [o.seconds for o in fresh],
+        "requests": requests,
     }
-    return ScenarioResult(tensor, produced, cost, messages, stats)
+    produced = [a for o in outcomes for a in o.asset_ids]
+    return ScenarioResult(tensor, produced, cost, [text, *messages, *resized], stats)
+
+
+async def estimate_batch(
+    plan: JobPlan, inputs: Inputs, creds: Credentials, policy: RetryPolicy | None
+) -> ScenarioResult:
+    """A dry run: the cost of one job (``dryRun``) times the number of jobs; nothing runs."""
+    import torch
+
+    async with ScenarioClient(creds, policy) as client:
+        each = await estimate(client, await inputs.body(client, 0), plan.query)
+        requests = dict(client.stats)
+    total = each * plan.count
+    inputs.messages.insert(
+        0,
+        f"Estimate (dry run, nothing was run): {plan.modality} on {plan.count} image(s) would cost "
+        f"{each:g} CU each, {total:g} CU in all.",
+    )
+    log.info("Scenario detect estimate: %s x %d = %s CU", each, plan.count, total)
+    frames = plan.frames
+    empty = torch.zeros((frames.shape[0], frames.shape[1], frames.shape[2], 3), dtype=torch.float32)
+    return ScenarioResult(empty, [], total, inputs.messages, {"requests": requests})
 
 
 def run_scenario_sync(*args: Any, **kwargs: Any) -> ScenarioResult:

@@ -2,10 +2,15 @@
 
 Why on disk: ComfyUI's own cache forgets everything at restart, and each remote run costs credits.
 Where: ``<ComfyUI user dir>/scenario-detect/cache`` inside ComfyUI (its temp folder is wiped at
-start-up, which would defeat the purpose), ``~/.cache/scenario-detect/scenario-results`` for the
-CLI; ``SCENARIO_DETECT_CACHE_DIR`` overrides. Bounded by ``SCENARIO_DETECT_CACHE_MB`` (default 512,
-least recently used entries go first). ``SCENARIO_DETECT_CACHE=0`` turns it off.
-Entries hold the result image (API size) and its asset ids; never a URL or a credential.
+start-up, which would defeat the purpose), ``$XDG_CACHE_HOME`` (or ``~/.cache``)
+``/scenario-detect/scenario-results`` for the CLI; ``SCENARIO_DETECT_CACHE_DIR`` overrides. Bounded
+by ``SCENARIO_DETECT_CACHE_MB`` (default 512, least recently used entries go first).
+``SCENARIO_DETECT_CACHE=0`` turns it off.
+
+Keys cover the API address and the account (a hash of the key id, never the key itself), so two
+accounts or environments never share results or asset ids. Entries hold the result image (API
+size), its asset ids and cost; never a URL or a credential. A damaged entry (torn write, edited by
+hand, wrong shape) reads as a miss and is deleted; the next result replaces it.
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import host
+from .credentials import Credentials
 
 log = logging.getLogger("scenario_detect.scenario")
 
-KEY_VERSION = b"scenario-detect-cache-v1"
+KEY_VERSION = b"scenario-detect-cache-v2"  # v2: keys include the API address and account
 DEFAULT_MAX_MB = 512.0
 
 
@@ -46,11 +52,19 @@ def default_cache_dir() -> Path:
         return Path(os.environ["SCENARIO_DETECT_CACHE_DIR"]).expanduser()
     if host.in_comfyui():
         return host.user_directory() / "scenario-detect" / "cache"
-    return host.temp_directory() / "scenario-results"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "scenario-detect" / "scenario-results"
+
+
+def account_id(credentials: Credentials) -> str:
+    """A short, stable name for the account behind a key: a hash of the key id (never the secret).
+    It cannot be turned back into the key, so it may sit in cache keys and logs."""
+    return hashlib.sha256(b"scenario-detect-account\0" + credentials.api_key.encode()).hexdigest()[:16]
 
 
 def cache_key(
     *,
+    credentials: Credentials,
     modality: str,
     fields: dict[str, Any],
     original_assets: bool,
@@ -58,11 +72,15 @@ def cache_key(
     shape: tuple[int, ...] = (),
     asset_id: str | None = None,
 ) -> str:
-    """Hex digest over what decides the result: the input (pixels or asset id) and the request."""
+    """Hex digest over what decides the result: who asks where (API address, account), the input
+    (pixels or asset id) and the request. ``credentials`` is required: an asset id means nothing
+    to another account, and a staging server's results are not production's."""
     h = hashlib.sha256(KEY_VERSION)
     h.update(
         json.dumps(
             {
+                "api": credentials.base_url.rstrip("/"),
+                "account": account_id(credentials),
                 "modality": modality,
                 "fields": fields,
                 "originalAssets": bool(original_assets),
@@ -93,21 +111,37 @@ class ResultCache:
         return folder / f"{key}.png", folder / f"{key}.json"
 
     def get(self, key: str) -> CachedResult | None:
+        """The entry for ``key``, or None when there is none or it is damaged (then it is deleted)."""
         image_path, meta_path = self._paths(key)
+        if not meta_path.exists() and not image_path.exists():
+            return None
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             content = image_path.read_bytes()
         except (OSError, ValueError):
+            meta, content = None, b""
+        entry = _entry(meta, content)
+        if entry is None:
+            # Torn by a crash mid-write, edited, or from another version: a miss, never an error.
+            log.info("Scenario result cache: ignoring a damaged entry %s", key[:12])
+            self._discard(image_path, meta_path)
             return None
-        if len(content) != meta.get("size"):
-            return None  # a torn entry (crash mid-write): ignore it, it will be overwritten
         now = time.time()
         for path in (image_path, meta_path):
             try:
                 os.utime(path, (now, now))  # least recently *used* goes first
             except OSError:
                 pass
-        return CachedResult(content, list(meta.get("asset_ids") or []), meta.get("cost"))
+        return entry
+
+    def _discard(self, *paths: Path) -> None:
+        for path in paths:
+            try:
+                if path.is_dir() and not path.is_symlink():
+                    continue  # not ours to delete; put() will report it cannot write
+                path.unlink(missing_ok=True)
+            except OSError:
+                pass
 
     def put(self, key: str, content: bytes, asset_ids: list[str], cost: float | None) -> None:
         if len(content) > self.max_bytes:
@@ -147,6 +181,20 @@ class ResultCache:
                 total -= size
                 if total <= self.max_bytes:
                     break
+
+
+def _entry(meta: Any, content: bytes) -> CachedResult | None:
+    """A CachedResult when ``meta`` and ``content`` form a whole, well-formed entry."""
+    if not isinstance(meta, dict) or not content:
+        return None
+    size, ids, cost = meta.get("size"), meta.get("asset_ids"), meta.get("cost")
+    if isinstance(size, bool) or size != len(content):
+        return None
+    if not isinstance(ids, list) or not all(isinstance(a, str) for a in ids):
+        return None
+    if cost is not None and (isinstance(cost, bool) or not isinstance(cost, (int, float))):
+        return None
+    return CachedResult(content, list(ids), None if cost is None else float(cost))
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -8,26 +8,43 @@ typed into a node would leak into every shared image. Order of precedence:
 3. a JSON file ``{"api_key": "...", "api_secret": "..."}`` at :func:`config_path` (or the file
    named by ``SCENARIO_DETECT_CONFIG``).
 
-``SCENARIO_BASE_URL`` (environment, then the file's ``base_url``) overrides the API address.
+The environment is read first and the file only when the environment has no key: a broken or
+unreadable file never blocks keys set in the environment (it is then ignored with a warning). When
+the file is the only source, its error says what is wrong with it, never what it holds.
+
+``SCENARIO_BASE_URL`` (environment, then the file's ``base_url``) overrides the API address. It must
+be ``https://`` (plain ``http://`` only for a loopback host such as a local test server), without a
+user name, password, query or fragment: the key would otherwise cross the network in clear text.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import logging
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .. import host
-from .errors import ScenarioAuthError
+from .errors import ScenarioAuthError, ScenarioConfigError
+
+log = logging.getLogger("scenario_detect.scenario")
 
 DEFAULT_BASE_URL = "https://api.cloud.scenario.com/v1"
 CONFIG_ENV = "SCENARIO_DETECT_CONFIG"
+BASE_URL_ENV = "SCENARIO_BASE_URL"
 ENV_PAIRS = (
     ("SCENARIO_API_KEY", "SCENARIO_API_SECRET"),
     ("SCENARIO_SDK_API_KEY", "SCENARIO_SDK_API_SECRET"),
 )
+# Every variable the pack reads a key or the API address from (the test harness removes them all).
+CREDENTIAL_ENV = (*(name for pair in ENV_PAIRS for name in pair), CONFIG_ENV, BASE_URL_ENV)
+
+_warned_modes: set[tuple[str, int]] = set()
 
 
 @dataclass(frozen=True)
@@ -40,6 +57,46 @@ class Credentials:
     def secrets(self) -> tuple[str, ...]:
         """The strings that must never appear in a message or a log line."""
         return tuple(s for s in (self.api_key, self.api_secret) if s)
+
+
+def is_loopback_host(host_name: str | None) -> bool:
+    """True for ``localhost`` and loopback IP literals (127.0.0.0/8, ::1); no DNS lookup, so a name
+    that merely resolves to 127.0.0.1 does not count."""
+    if not host_name:
+        return False
+    name = host_name.strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url(url: str, where: str) -> str:
+    """``url`` without its trailing slash, or a ScenarioConfigError saying what is wrong with it.
+    ``where`` names its source (``SCENARIO_BASE_URL``, the file) for the message."""
+    url = url.strip().rstrip("/")
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises on a port that is not a number
+    except ValueError:
+        parts = None
+    shown = f"{parts.scheme}://{parts.hostname}" if parts and parts.hostname else "it"
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        problem = "is not an http(s) address with a host name"
+    elif parts.username is not None or parts.password is not None:
+        problem = "carries a user name or password; the key and secret are sent by this node itself"
+    elif parts.query or parts.fragment:
+        problem = "has a query or fragment; give the API root only, e.g. " + DEFAULT_BASE_URL
+    elif parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        problem = (
+            f"uses plain http:// to {parts.hostname}, which would send the key unencrypted; use https:// "
+            "(plain http is accepted for this machine only: localhost, 127.0.0.1, ::1)"
+        )
+    else:
+        return url
+    raise ScenarioConfigError(f"the Scenario API address from {where} ({shown}) {problem}.")
 
 
 def config_path(env: Mapping[str, str] | None = None) -> Path:
@@ -63,61 +120,124 @@ def where_keys_are_read(env: Mapping[str, str] | None = None) -> str:
     )
 
 
+_EXPECTED = '{"api_key": "...", "api_secret": "..."}'
+
+
 def _read_config(path: Path) -> dict[str, str]:
+    """The file's string fields ({} when it does not exist), or a ScenarioConfigError that says what
+    is wrong with it. Never quotes the file: it holds the secret."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
+    except IsADirectoryError:
+        raise ScenarioConfigError(
+            f"the Scenario credentials file {path} is a folder; expected a file {_EXPECTED}."
+        ) from None
+    except UnicodeDecodeError:
+        raise ScenarioConfigError(
+            f"the Scenario credentials file {path} is not UTF-8 text; expected {_EXPECTED}."
+        ) from None
     except OSError as exc:
-        raise ScenarioAuthError(f"cannot read the Scenario credentials file {path}: {exc.strerror}") from None
+        raise ScenarioConfigError(
+            f"cannot read the Scenario credentials file {path}: {exc.strerror or type(exc).__name__}. "
+            "Check its permissions (it must be readable by the user running ComfyUI or the CLI)."
+        ) from None
+    _warn_if_shared(path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        # The position only, never the text: the file holds the secret.
-        raise ScenarioAuthError(
-            f"the Scenario credentials file {path} is not valid JSON (line {exc.lineno}); expected "
-            '{"api_key": "...", "api_secret": "..."}'
+        # The position only, never the text.
+        raise ScenarioConfigError(
+            f"the Scenario credentials file {path} is not valid JSON (line {exc.lineno}, column {exc.colno}); "
+            f"expected {_EXPECTED}."
         ) from None
     if not isinstance(data, dict):
-        raise ScenarioAuthError(f'the Scenario credentials file {path} must hold a JSON object {{"api_key": ...}}')
-    return {k: str(v).strip() for k, v in data.items() if isinstance(v, (str, int))}
+        raise ScenarioConfigError(
+            f"the Scenario credentials file {path} holds a JSON {type(data).__name__}; expected an object {_EXPECTED}."
+        )
+    wrong = sorted(
+        k for k in ("api_key", "api_secret", "key", "secret", "base_url") if k in data and not isinstance(data[k], str)
+    )
+    if wrong:
+        raise ScenarioConfigError(
+            f"in the Scenario credentials file {path}, {', '.join(wrong)} must be text (a JSON string in quotes)."
+        )
+    return {k: v.strip() for k, v in data.items() if isinstance(v, str)}
 
 
-def load_credentials(env: Mapping[str, str] | None = None) -> Credentials:
-    """The key pair and API address, or a ScenarioAuthError that says where keys are read from."""
-    env = os.environ if env is None else env
-    path = config_path(env)
-    file_data: dict[str, str] | None = None
+def _warn_if_shared(path: Path) -> None:
+    """Warn (once per file and mode) when other users of the machine can read the secret."""
+    if os.name != "posix":
+        return
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return
+    if mode & 0o077 and (str(path), mode) not in _warned_modes:
+        _warned_modes.add((str(path), mode))
+        log.warning(
+            "the Scenario credentials file %s can be read by other users of this machine (mode %o); "
+            "restrict it with: chmod 600 %s",
+            path,
+            mode,
+            path,
+        )
 
-    def from_file() -> dict[str, str]:
-        nonlocal file_data
-        if file_data is None:
-            file_data = _read_config(path)
-        return file_data
 
-    base_url = (env.get("SCENARIO_BASE_URL") or "").strip()
-    if not base_url:
-        base_url = from_file().get("base_url", "") or DEFAULT_BASE_URL
-    base_url = base_url.rstrip("/")
-
+def _env_pair(env: Mapping[str, str]) -> tuple[str, str, str] | None:
+    """(key, secret, source) from the first variable pair that is set; raises on half a pair."""
     for key_name, secret_name in ENV_PAIRS:
         key, secret = (env.get(key_name) or "").strip(), (env.get(secret_name) or "").strip()
         if key and secret:
-            return Credentials(key, secret, base_url, f"environment ({key_name}/{secret_name})")
+            return key, secret, f"environment ({key_name}/{secret_name})"
         if key or secret:
             missing = secret_name if key else key_name
             raise ScenarioAuthError(
                 f"{missing} is not set while {key_name if key else secret_name} is: set both. "
                 + where_keys_are_read(env)
             )
-    data = from_file()
+    return None
+
+
+def load_credentials(env: Mapping[str, str] | None = None) -> Credentials:
+    """The key pair and API address, or a ScenarioAuthError that says where keys are read from
+    (a ScenarioConfigError, its subclass, when a file or an address is unusable)."""
+    env = os.environ if env is None else env
+    path = config_path(env)
+    pair = _env_pair(env)
+    file_error: ScenarioConfigError | None = None
+    try:
+        data = _read_config(path) if pair is None or not (env.get(BASE_URL_ENV) or "").strip() else {}
+    except ScenarioConfigError as exc:
+        if pair is None:
+            raise  # the file is the only source: its problem is the answer
+        file_error, data = exc, {}
+        log.warning("ignoring the Scenario credentials file (keys come from the environment): %s", exc)
+
+    env_url = (env.get(BASE_URL_ENV) or "").strip()
+    if env_url:
+        base_url = check_base_url(env_url, BASE_URL_ENV)
+    elif data.get("base_url"):
+        base_url = check_base_url(data["base_url"], f"base_url in {path}")
+    else:
+        base_url = DEFAULT_BASE_URL
+
+    if pair is not None:
+        key, secret, source = pair
+        return Credentials(key, secret, base_url, source)
+    assert file_error is None
     key = data.get("api_key") or data.get("key") or ""
     secret = data.get("api_secret") or data.get("secret") or ""
     if key and secret:
         return Credentials(key, secret, base_url, f"file {path}")
     if key or secret:
-        raise ScenarioAuthError(
+        raise ScenarioConfigError(
             f"the Scenario credentials file {path} has {'api_key' if key else 'api_secret'} but not "
             f"{'api_secret' if key else 'api_key'}. " + where_keys_are_read(env)
+        )
+    if path.exists():
+        raise ScenarioConfigError(
+            f"the Scenario credentials file {path} has no api_key and api_secret. " + where_keys_are_read(env)
         )
     raise ScenarioAuthError("no Scenario API key found. " + where_keys_are_read(env))

@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 import threading
 
-_URL_QUERY = re.compile(r"(https?://[^\s?#\"'<>]+)\?[^\s\"'<>]*", re.IGNORECASE)
+# Scrubbing twice must change nothing: a query already removed is left as it is.
+_URL_QUERY = re.compile(r"(https?://[^\s?#\"'<>]+)\?[^\s\"'<>]+", re.IGNORECASE)
 _AUTH = re.compile(r"\b(Basic|Bearer)\s+[A-Za-z0-9+/=._~-]{6,}", re.IGNORECASE)
-_SIGNED = re.compile(r"(X-Amz-[A-Za-z-]+|Signature|Key-Pair-Id|Policy|Expires)=[^\s&\"'<>]*", re.IGNORECASE)
+_SIGNED = re.compile(r"(X-Amz-[A-Za-z-]+|Signature|Key-Pair-Id|Policy|Expires)=[^\s&\"'<>]+", re.IGNORECASE)
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
@@ -28,7 +29,7 @@ def scrub(text: object) -> str:
     """``text`` without URL queries, auth headers' credentials or registered secrets."""
     out = str(text)
     out = _URL_QUERY.sub(r"\1?<query removed>", out)
-    out = _AUTH.sub(r"\1 <redacted>", out)
+    out = _AUTH.sub("<credentials redacted>", out)
     out = _SIGNED.sub(r"\1=<redacted>", out)
     with _lock:
         secrets = sorted(_secrets, key=len, reverse=True)
@@ -50,6 +51,10 @@ class ScenarioAuthError(ScenarioError):
     """Missing, wrong or insufficient credentials (no key found, 401, 403)."""
 
 
+class ScenarioConfigError(ScenarioAuthError):
+    """The credentials file or the API address is unusable (unreadable, not JSON, plain http...)."""
+
+
 class ScenarioRequestError(ScenarioError):
     """The API refused the request's content (400, 404, 413, 422): fix the input, then retry."""
 
@@ -59,7 +64,8 @@ class ScenarioRateLimited(ScenarioError):
 
 
 class ScenarioUnreachable(ScenarioError):
-    """No connection to the API (DNS, refused, TLS): nothing reached the server."""
+    """No connection to the API (DNS, refused, TLS, proxy, unsupported address): nothing reached the
+    server, so nothing was created or billed."""
 
 
 class ScenarioMaybeSent(ScenarioError):

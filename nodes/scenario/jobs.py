@@ -1,20 +1,23 @@
 """One detect job: POST -> poll adaptively -> asset -> download; plus upload, estimate and cancel.
 
-Cancellation is plain asyncio task cancellation: whoever runs these coroutines cancels the task
-(interrupt, batch failure) and each job cancels its remote counterpart on the way out, so a
-stopped run does not keep spending the user's credits.
+:class:`RemoteJob` owns a job from its POST until it is terminal: whatever ends the code that
+follows it (task cancellation on Cancel or a batch failure, ComfyUI's interrupt exception raised by
+a progress update, ``timeout_s``, any error or bug), the remote job is cancelled on the way out, so
+a stopped run does not keep spending the user's credits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .client import ContentExpired, ScenarioClient
+from . import background
+from .client import ApiResponse, ContentExpired, ScenarioClient, api_path
 from .errors import (
     ScenarioBadResponse,
     ScenarioError,
@@ -107,7 +110,7 @@ async def cancel_job(client: ScenarioClient, job_id: str) -> bool:
     try:
         await asyncio.wait_for(
             client.post(
-                f"/jobs/{job_id}/action",
+                api_path("jobs", job_id, "action"),
                 {"action": "cancel"},
                 what=f"cancel of job {job_id}",
                 timeout_s=CANCEL_TIMEOUT_S,
@@ -152,11 +155,12 @@ async def fetch_asset(client: ScenarioClient, asset_id: str, validate: Callable[
     Content that ``validate`` rejects (truncated, not an image) is downloaded once more."""
     refreshed = retried_bad = False
     while True:
-        data = await client.get(f"/assets/{asset_id}", what=f"asset {asset_id}")
+        data = await client.get(api_path("assets", asset_id), what=f"asset {asset_id}")
         asset = data.get("asset")
         url = asset.get("url") if isinstance(asset, dict) else None
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        if not isinstance(url, str) or not url:
             raise ScenarioBadResponse(f"Scenario's asset {asset_id} has no download URL.")
+        # Which URLs may be fetched (scheme, host, redirects, size) is the client's to check.
         try:
             content = await client.download(url, what=f"asset {asset_id}")
         except ContentExpired:
@@ -179,89 +183,274 @@ async def fetch_asset(client: ScenarioClient, asset_id: str, validate: Callable[
         return content, decoded
 
 
-async def run_job(
+@dataclass
+class _PostState:
+    """Where a detect POST is, for its owner: between attempts (a 429 wait, a connection that was
+    refused) nothing is in flight, so nothing can be created; once abandoned it must not try again."""
+
+    waiting: bool = False
+    abandoned: bool = False
+
+
+_post_state: contextvars.ContextVar[_PostState | None] = contextvars.ContextVar("scenario_post_state", default=None)
+
+
+async def retry_sleep(seconds: float) -> None:
+    """The client's wait between attempts (pass it as ``ScenarioClient(sleep=...)``): marks the
+    detect POST as not in flight, and ends it instead of retrying once its run was abandoned."""
+    state = _post_state.get()
+    if state is None:
+        await asyncio.sleep(seconds)
+        return
+    if state.abandoned:
+        raise asyncio.CancelledError("abandoned: not retried")
+    state.waiting = True
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        state.waiting = False
+    if state.abandoned:
+        raise asyncio.CancelledError("abandoned: not retried")
+
+
+class Session:
+    """One run's API client plus the requests that must outlive a step of it (remote cancels, a
+    detect request abandoned in flight). Closing waits for none of them: when some are still
+    running, the client is closed in the background once they end (see ``background``)."""
+
+    def __init__(self, client: ScenarioClient):
+        self.client = client
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def __aenter__(self) -> Session:
+        await self.client.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        pending = {t for t in self._tasks if not t.done()}
+        if not pending:
+            await self.client.__aexit__(None, None, None)
+            return
+
+        async def close_after() -> None:
+            await asyncio.wait(pending)
+            await self.client.__aexit__(None, None, None)
+
+        background.follow_up(close_after(), "closing the connection after a cancel")
+
+    def keep(self, coro: Any, context: contextvars.Context | None = None) -> asyncio.Task[Any]:
+        """Run ``coro`` as a task this session's client stays open for."""
+        task = asyncio.get_running_loop().create_task(coro, context=context)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+
+class RemoteJob:
+    """Owns one detect job, from its POST to a terminal state: the one place that makes sure a job
+    this run created does not keep running, and billing, after the run stopped following it.
+
+    ``async with RemoteJob(session, label) as job:`` then ``await job.create(body, query)``; record
+    every status seen with :meth:`observe`. Leaving the block for ANY reason (Cancel, ComfyUI's
+    interrupt exception raised by a progress update, a timeout, a transport error, a bug) while the
+    job is not known terminal cancels it. A POST still in flight is followed to its answer in the
+    background (bounded by the request timeout) and the job it created is cancelled there."""
+
+    def __init__(self, session: Session, label: str):
+        self.session = session
+        self.label = label
+        self.id: str | None = None
+        self.status = "not created"
+        self.cost: float | None = None
+        self._post: asyncio.Task[ApiResponse] | None = None
+        self._post_state = _PostState()
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    async def create(self, body: dict[str, Any], query: dict[str, str]) -> dict[str, Any]:
+        """``POST /generate/detect``; returns the answer. The request runs as its own task, so
+        leaving while it is in flight does not drop the job it may create."""
+        client = self.session.client
+        context = contextvars.copy_context()
+        context.run(_post_state.set, self._post_state)
+        post = client.post("/generate/detect", body, query=query, what="the detect request")
+        self._post = self.session.keep(post, context)
+        self.status = "requested"
+        response = await asyncio.shield(self._post)
+        data = response.data
+        job = _job_of(data, "the detect request")
+        self.id = job["jobId"]
+        self.cost = _cost(data)
+        self.observe(job)
+        log.info("Scenario detect job %s created (%s, %s)", self.id, body.get("modality"), self.label)
+        return data
+
+    def observe(self, job: dict[str, Any]) -> None:
+        self.status = str(job.get("status") or "pending")  # an unknown status counts as still running
+
+    async def __aenter__(self) -> RemoteJob:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if self.terminal or self.status == "not created":
+            return
+        reason = "the run finished without it" if kind is None else f"{kind.__name__}: {scrub(exc) or 'no message'}"
+        if self.id is None:
+            assert self._post is not None
+            self._post_state.abandoned = True  # no new attempt from now on
+            if not self._post.done() and self._post_state.waiting:
+                self._post.cancel()
+                log.info("Scenario detect request for %s stopped between tries (%s): no job exists", self.label, reason)
+                return
+            if not self._post.done():
+                log.warning(
+                    "Scenario detect request for %s abandoned in flight (%s): following it in the background "
+                    "to cancel the job it creates",
+                    self.label,
+                    reason,
+                )
+                self.session.keep(self._cancel_when_created(self._post))
+                return
+            if self._post.cancelled() or self._post.exception() is not None:
+                return  # the POST failed: its error says whether a job may exist (ScenarioMaybeSent)
+            job = (self._post.result().data or {}).get("job")
+            self.id = job.get("jobId") if isinstance(job, dict) else None
+            if not self.id:
+                return
+        log.warning("Scenario job %s (%s) left while %s (%s): canceling it", self.id, self.label, self.status, reason)
+        await asyncio.shield(self.session.keep(cancel_job(self.session.client, self.id)))
+
+    async def _cancel_when_created(self, post: asyncio.Task[ApiResponse]) -> None:
+        wait = self.session.client.policy.connect_timeout_s + self.session.client.policy.read_timeout_s
+        try:
+            response = await asyncio.wait_for(asyncio.shield(post), wait)
+        except asyncio.TimeoutError:
+            post.cancel()
+            log.warning(
+                "the abandoned detect request for %s got no answer within %.0f s; if it created a job, that job "
+                "was not canceled: check your jobs at https://app.scenario.com",
+                self.label,
+                wait,
+            )
+            return
+        except BaseException as exc:  # noqa: BLE001 - the request failed: no job id to cancel
+            if post.cancelled():
+                log.info("the abandoned detect request for %s was not tried again: no job exists", self.label)
+            else:
+                log.info("the abandoned detect request for %s failed (%s): no job to cancel", self.label, scrub(exc))
+            return
+        job = response.data.get("job") if isinstance(response.data, dict) else None
+        job_id = job.get("jobId") if isinstance(job, dict) else None
+        if not isinstance(job_id, str):
+            log.warning("the abandoned detect request for %s was answered without a job id", self.label)
+            return
+        if job.get("status") in TERMINAL:
+            return
+        log.warning("Scenario job %s (%s) was created after the run stopped: canceling it", job_id, self.label)
+        await cancel_job(self.session.client, job_id)
+
+
+async def poll_until_terminal(
     client: ScenarioClient,
-    body: dict[str, Any],
+    job: RemoteJob,
+    schedule: PollSchedule,
+    report: Callable[[float], None],
+) -> tuple[dict[str, Any], int]:
+    """Poll ``GET /jobs/{id}`` (adaptively) until the job is terminal; (the last job JSON, polls)."""
+    assert job.id is not None
+    created_at = time.monotonic()  # the job's clock starts when the server answered the POST
+    intervals = schedule.intervals()
+    progress: float | None = None
+    seen_at = 0.0
+    polls = 0
+    data: dict[str, Any] = {}
+    while not job.terminal:
+        await asyncio.sleep(schedule.next_wait(next(intervals), progress, seen_at, time.monotonic() - created_at))
+        polls += 1
+        data = _job_of(await client.get(api_path("jobs", job.id), what=f"job {job.id}"), f"job {job.id}")
+        job.observe(data)
+        value = data.get("progress")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            progress = min(1.0, max(0.0, float(value)))
+            seen_at = time.monotonic() - created_at
+            report(0.9 * progress)  # in ComfyUI this may raise the host's interrupt exception
+    return data, polls
+
+
+def result_asset_ids(job: dict[str, Any], job_id: str) -> list[str]:
+    """The result asset ids of a terminal job, or the error that says why there are none."""
+    if job.get("status") != "success":
+        raise ScenarioJobFailed(_failure_message(job), job_id=job_id)
+    asset_ids = [a for a in (job.get("metadata") or {}).get("assetIds") or [] if isinstance(a, str)]
+    if not asset_ids:
+        raise ScenarioBadResponse(f"Scenario job {job_id} succeeded but produced no asset.", job_id=job_id)
+    return asset_ids
+
+
+async def run_job(
+    session: Session,
+    body: dict[str, Any] | Awaitable[dict[str, Any]],
     query: dict[str, str],
     *,
     timeout_s: float,
     validate: Callable[[bytes], Any],
     on_progress: Callable[[float], None] | None = None,
     schedule: PollSchedule | None = None,
+    label: str = "image 1",
 ) -> JobOutcome:
-    """Run one detect job to its result bytes. Cancelling the task cancels the remote job."""
-    schedule = schedule or PollSchedule()
-    started = time.monotonic()
+    """One detect job to its result bytes, within ``timeout_s`` from its start (the upload when
+    ``body`` is still to be made, the POST, polls, 429 waits, retries and the download). Whatever
+    ends it early, its :class:`RemoteJob` cancels the remote job."""
     report = on_progress or (lambda fraction: None)
-    job_id: str | None = None
-    status = "pending"
+    started = time.monotonic()
+    client = session.client
     polls = 0
-    # The POST runs as its own task so a cancel that arrives mid-request still learns the job id
-    # (and cancels it) instead of leaving a billed orphan behind.
-    post = asyncio.ensure_future(client.post("/generate/detect", body, query=query, what="the detect request"))
-    try:
+    async with RemoteJob(session, label) as job:
         try:
-            response = await asyncio.shield(post)
-        except asyncio.CancelledError:
-            try:
-                late = await asyncio.wait_for(asyncio.shield(post), 2.0)
-                job = late.data.get("job") if isinstance(late.data, dict) else None
-                if isinstance(job, dict) and job.get("jobId"):
-                    await cancel_job(client, job["jobId"])
-            except BaseException:  # noqa: BLE001 - the run is being cancelled; nothing else to do
-                post.cancel()
+            async with asyncio.timeout(timeout_s):
+                if not isinstance(body, dict):
+                    body = await body  # the image's upload, when it is too large to send inline
+                created = await job.create(body, query)
+                asset = created.get("asset")
+                if job.status == "success" and isinstance(asset, dict) and isinstance(asset.get("id"), str):
+                    asset_ids = [asset["id"]]  # answered finished: nothing to poll
+                else:
+                    final, polls = await poll_until_terminal(client, job, schedule or PollSchedule(), report)
+                    assert job.id is not None
+                    asset_ids = result_asset_ids(final, job.id)
+                    if job.cost is None:
+                        job.cost = _cost({"job": final})
+                report(0.9)
+                content, decoded = await fetch_asset(client, asset_ids[0], validate)
+        except TimeoutError:
+            raise ScenarioTimeout(_timeout_message(job, timeout_s), job_id=job.id) from None
+        except ScenarioError as exc:
+            if exc.job_id is None:
+                exc.job_id = job.id
             raise
-        data = response.data
-        job = _job_of(data, "the detect request")
-        job_id = job["jobId"]
-        polled_from = time.monotonic()  # the job's clock starts when the server created it
-        cost = _cost(data)
-        status = job.get("status", "pending")
-        log.info("Scenario detect job %s created (%s)", job_id, body.get("modality"))
-        asset = data.get("asset")
-        if status == "success" and isinstance(asset, dict) and asset.get("id"):
-            asset_ids = [asset["id"]]
-        else:
-            intervals = schedule.intervals()
-            progress: float | None = None
-            seen_at = 0.0
-            while status not in TERMINAL:
-                elapsed = time.monotonic() - started
-                if elapsed >= timeout_s:
-                    await cancel_job(client, job_id)
-                    raise ScenarioTimeout(
-                        f"Scenario job {job_id} did not finish within {timeout_s:g} s (last status: {status}); "
-                        "it was canceled. Raise the timeout or try again later.",
-                        job_id=job_id,
-                    )
-                wait = schedule.next_wait(next(intervals), progress, seen_at, time.monotonic() - polled_from)
-                await asyncio.sleep(min(wait, max(0.05, timeout_s - elapsed)))
-                polls += 1
-                job = _job_of(await client.get(f"/jobs/{job_id}", what=f"job {job_id}"), f"job {job_id}")
-                status = job.get("status", "pending")  # an unknown status counts as still running
-                value = job.get("progress")
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    progress = min(1.0, max(0.0, float(value)))
-                    seen_at = time.monotonic() - polled_from
-                    report(0.9 * progress)
-            if status != "success":
-                raise ScenarioJobFailed(_failure_message(job), job_id=job_id)
-            asset_ids = [a for a in (job.get("metadata") or {}).get("assetIds") or [] if isinstance(a, str)]
-            if not asset_ids:
-                raise ScenarioBadResponse(f"Scenario job {job_id} succeeded but produced no asset.", job_id=job_id)
-            if cost is None:
-                cost = _cost({"job": job})
-        report(0.9)
-        content, decoded = await fetch_asset(client, asset_ids[0], validate)
-        report(1.0)
-        return JobOutcome(asset_ids, content, cost, job_id, polls, time.monotonic() - started, decoded)
-    except asyncio.CancelledError:
-        if job_id and status not in TERMINAL:
-            await cancel_job(client, job_id)
-        raise
-    except ScenarioError as exc:
-        if job_id and status not in TERMINAL and not isinstance(exc, ScenarioTimeout):
-            await cancel_job(client, job_id)  # we stop following it: do not let it run on unseen
-        if exc.job_id is None:
-            exc.job_id = job_id
-        raise
+    report(1.0)
+    return JobOutcome(asset_ids, content, job.cost, job.id, polls, time.monotonic() - started, decoded)
+
+
+def _timeout_message(job: RemoteJob, timeout_s: float) -> str:
+    if job.status == "not created":
+        return (
+            f"{job.label} was not uploaded to Scenario within timeout_s ({timeout_s:g} s); no job was "
+            "created. Raise timeout_s, send a smaller image or check the network."
+        )
+    if job.id is None:
+        return (
+            f"Scenario did not answer the detect request for {job.label} within timeout_s ({timeout_s:g} s); "
+            "if it still creates the job, that job is canceled. Raise timeout_s or try again later."
+        )
+    if job.terminal:
+        return (
+            f"the result of Scenario job {job.id} was not downloaded within timeout_s ({timeout_s:g} s). "
+            "Raise timeout_s or check the network."
+        )
+    return (
+        f"Scenario job {job.id} did not finish within timeout_s ({timeout_s:g} s; last status: {job.status}); "
+        "it was canceled. Raise timeout_s or try again later."
+    )

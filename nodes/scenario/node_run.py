@@ -47,7 +47,13 @@ async def run_for_node(image: Any, modality: str, params: dict[str, Any], option
             image, modality, params, **kwargs, on_progress=bar, check_interrupt=host.interrupted
         )
     except host.Interrupted:
-        host.throw_if_interrupted()  # ComfyUI's own exception, so it shows as "interrupted"
+        # ComfyUI's own exception, so the UI shows "interrupted". A progress update may have consumed
+        # the host's flag already (its hook raises and clears it): raise the host's exception anyway.
+        host.throw_if_interrupted()
+        if host.in_comfyui():
+            import comfy.model_management as mm
+
+            raise mm.InterruptProcessingException() from None
         raise
     return result.images, ", ".join(result.asset_ids), result.messages
 
