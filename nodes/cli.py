@@ -77,6 +77,7 @@ def _output_paths(inputs: list[Path], output: Path, modality: str) -> list[Path]
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit code 0: every map written; 1: some inputs failed (the others were written); 2: none written."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
@@ -86,40 +87,68 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from .images import decode_image, encode_png
-    from .run import DetectError, run_detect
+    from .local.weights import WeightsUnavailable
+    from .modalities import resolve_local_method
+    from .run import DetectError, check_params, run_detect
 
     params = {name: getattr(args, name) for name in PARAMS}
     targets = _output_paths(args.images, args.output, args.modality)
-    keypoints: list = []
-    try:
-        for source, target in zip(args.images, targets, strict=True):
+    try:  # problems with the options, not with a file: nothing is read
+        check_params(args.modality, params)
+        if args.backend != "scenario":
+            resolve_local_method(args.modality, args.local_method)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    failed: list[Path] = []
+    keypoints: list = []  # one POSE_KEYPOINT entry per map written, in input order
+    for index, (source, target) in enumerate(zip(args.images, targets, strict=True)):
+        try:
             try:
-                frame = decode_image(source.read_bytes())
+                data = source.read_bytes()
             except OSError as error:
                 raise DetectError(f"cannot read {source}: {error.strerror or error}") from None
+            notes: list[str] = []
+            frame = decode_image(data, str(source), notes)
+            for note in notes:
+                print(f"note: {note}", file=sys.stderr)
             if args.backend == "scenario":
+                from .local.pose_keypoints import empty_frames
                 from .scenario.node_run import run_for_cli
 
                 remote = {name: getattr(args, name) for name in REMOTE_OPTIONS}
-                from .local.pose_keypoints import empty_frames
-
                 maps = run_for_cli(torch.from_numpy(frame)[None], args.modality, params, remote)
-                keypoints += empty_frames(*maps.shape[:3])  # the API returns only images
+                found = empty_frames(*maps.shape[:3])  # the API returns only images
             else:
                 maps, found = run_detect(torch.from_numpy(frame)[None], args.modality, params, args.local_method)
-                keypoints += found
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(encode_png(np.ascontiguousarray(maps[0].numpy())))
+            keypoints += found
             print(f"{source} -> {target} ({args.modality}, {frame.shape[1]}x{frame.shape[0]})")
-        if args.keypoints is not None:
+        except (ValueError, OSError) as error:  # OSError: missing weights, unreadable or unwritable files
+            message = str(error)
+            print(f"error: {message if str(source) in message else f'{source}: {message}'}", file=sys.stderr)
+            failed.append(source)
+            if isinstance(error, WeightsUnavailable):  # every other input would fail the same way
+                failed += args.images[index + 1:]
+                break
+    if args.keypoints is not None and keypoints:
+        try:
             args.keypoints.parent.mkdir(parents=True, exist_ok=True)
             args.keypoints.write_text(json.dumps(keypoints))
-            people = sum(len(entry["people"]) for entry in keypoints)
-            print(f"keypoints -> {args.keypoints} ({people} people in {len(keypoints)} images)")
-    except (ValueError, OSError) as error:  # OSError: missing weights, unreadable files
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+        except OSError as error:
+            print(f"error: cannot write {args.keypoints}: {error.strerror or error}", file=sys.stderr)
+            return 1
+        people = sum(len(entry["people"]) for entry in keypoints)
+        print(f"keypoints -> {args.keypoints} ({people} people in {len(keypoints)} images)")
+    if not failed:
+        return 0
+    written = len(args.images) - len(failed)
+    if written:
+        print(f"error: {len(failed)} of {len(args.images)} inputs failed ({', '.join(map(str, failed))}); "
+              f"the other {written} were written", file=sys.stderr)
+        return 1
+    return 2
 
 
 if __name__ == "__main__":

@@ -166,6 +166,8 @@ class Detect(io.ComfyNode):
             return io.NodeOutput(maps, asset_ids, keypoints, ui={"text": text})
         params = {k: v for k, v in params.items() if k not in REMOTE_OPTIONS}
         from .run import run_detect
+        from .worker import run_off_loop
 
-        maps, keypoints = run_detect(image, modality, params, local_method=local_method)
+        # Off the event loop: the prompt's other async nodes (remote jobs) keep polling meanwhile.
+        maps, keypoints = await run_off_loop(run_detect, image, modality, params, local_method=local_method)
         return io.NodeOutput(maps, "", keypoints)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Callable
+from contextvars import ContextVar
 from pathlib import Path
 
 
@@ -21,7 +23,26 @@ class Interrupted(Exception):
     """Raised when the user pressed Cancel; inside ComfyUI the host's own exception is raised."""
 
 
+# Set by nodes/worker.py for a run on its worker thread: the awaiting node task was cancelled
+# (its prompt failed or was interrupted elsewhere), so the run must stop at its next check even if
+# another node already consumed ComfyUI's global interrupt flag.
+_ABANDONED: ContextVar[threading.Event | None] = ContextVar("scenario_detect_abandoned", default=None)
+
+
+def set_abandon_event(event: threading.Event | None) -> None:
+    _ABANDONED.set(event)
+
+
+def _throw_if_abandoned() -> None:
+    event = _ABANDONED.get()
+    if event is not None and event.is_set():
+        raise Interrupted("the local run was abandoned: its prompt was cancelled or failed")
+
+
 def interrupted() -> bool:
+    event = _ABANDONED.get()
+    if event is not None and event.is_set():
+        return True
     if not in_comfyui():
         return False
     import comfy.model_management as mm
@@ -30,6 +51,7 @@ def interrupted() -> bool:
 
 
 def throw_if_interrupted() -> None:
+    _throw_if_abandoned()
     if in_comfyui():
         import comfy.model_management as mm
 
@@ -37,13 +59,23 @@ def throw_if_interrupted() -> None:
 
 
 def progress_bar(total: int) -> Callable[[float], None]:
-    """A callable taking the absolute progress (0..total); a no-op outside ComfyUI."""
+    """A callable taking the absolute progress (0..total); a no-op outside ComfyUI.
+
+    Each update is also a stop point: ComfyUI's hook raises on Cancel, and an abandoned worker run
+    (see ``set_abandon_event``) raises ``Interrupted``. The hook reads the executing node from a
+    context variable, so a worker thread must run in a copy of the node task's context.
+    """
     if not in_comfyui() or total <= 0:
-        return lambda value: None
+        return lambda value: _throw_if_abandoned()
     import comfy.utils
 
     bar = comfy.utils.ProgressBar(total)
-    return lambda value: bar.update_absolute(min(float(value), float(total)), total)
+
+    def update(value: float) -> None:
+        _throw_if_abandoned()
+        bar.update_absolute(min(float(value), float(total)), total)
+
+    return update
 
 
 def torch_device():

@@ -210,14 +210,91 @@ def data_url(data: bytes, mime: str) -> str:
     return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
 
 
-def decode_image(data: bytes) -> np.ndarray:
-    """[H, W, 3] float32 0..1 RGB from encoded image bytes (PNG, JPEG, WebP...); alpha dropped."""
+# EXIF orientation (tag 0x0112) -> numpy steps that undo it, as PIL's ImageOps.exif_transpose does.
+_ORIENTATION_TAG = 0x0112
+_ORIENT: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+    2: lambda a: a[:, ::-1],  # mirrored
+    3: lambda a: a[::-1, ::-1],  # upside down
+    4: lambda a: a[::-1],  # mirrored vertically
+    5: lambda a: a.transpose(1, 0, 2),  # transposed
+    6: lambda a: np.rot90(a, 3),  # a phone held upright: turn clockwise
+    7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),  # transversed
+    8: lambda a: np.rot90(a, 1),  # turn counter-clockwise
+}
+_MAX_16 = np.float32(65535.0)
+
+
+def _rawmode(image) -> str:
+    """The decoder's raw mode ("RGB;16B", "I;16N", ...): how many bits PIL is about to throw away."""
+    tile = getattr(image, "tile", None) or []
+    if not tile:
+        return ""
+    args = tile[0][3] if len(tile[0]) > 3 else tile[0].args
+    return args[0] if isinstance(args, tuple) and args else args if isinstance(args, str) else ""
+
+
+def _float_rgb(image, rawmode: str, data: bytes, what: str, notes: list[str]) -> np.ndarray:
+    """[H, W, 3] float32 0..1 of a loaded PIL image, every bit depth scaled by its own maximum."""
+    mode = image.mode
+    if mode in ("RGB", "RGBA", "LA") and "16" in rawmode:
+        # PIL reads 16-bit colour as 8 bits; OpenCV keeps all 16 (PNG and TIFF).
+        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if decoded is not None and decoded.dtype == np.uint16:
+            if decoded.ndim == 2:
+                decoded = decoded[:, :, None]
+            if decoded.shape[2] == 2:  # gray + alpha
+                decoded = decoded[:, :, :1]
+            elif decoded.shape[2] >= 3:
+                decoded = cv2.cvtColor(np.ascontiguousarray(decoded[:, :, :3]), cv2.COLOR_BGR2RGB)
+            return np.repeat(decoded, 3, axis=2) * (1 / _MAX_16) if decoded.shape[2] == 1 \
+                else decoded * (1 / _MAX_16)
+        log.warning("%s: 16-bit colour that OpenCV cannot read; using 8 bits per channel", what)
+    if mode.startswith("I;16") or mode == "I":
+        # 16-bit gray (PIL reads 16-bit PNG/TIFF/PGM gray as I;16 or I): 65535 is white.
+        values = np.asarray(image).astype(np.float32) * (1 / _MAX_16)
+        np.clip(values, 0.0, 1.0, out=values)
+        return np.repeat(values[:, :, None], 3, axis=2)
+    if mode == "F":
+        # Float images have no defined white: taken as 0..1 when they lie in it, else stretched min..max.
+        values = np.nan_to_num(np.asarray(image, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        low, high = float(values.min()), float(values.max())
+        if low < 0.0 or high > 1.0:
+            notes.append(f"{what}: floating-point values {low:g}..{high:g} were stretched to 0..1")
+            values = (values - low) / (high - low) if high > low else np.zeros_like(values)
+        return np.repeat(values[:, :, None], 3, axis=2)
+    return np.asarray(image.convert("RGB"), dtype=np.float32) * np.float32(1.0 / 255.0)
+
+
+def decode_image(data: bytes, name: str = "", notes: list[str] | None = None) -> np.ndarray:
+    """[H, W, 3] float32 0..1 RGB from encoded image bytes (PNG, JPEG, WebP, TIFF...); alpha dropped.
+
+    As careful as ComfyUI's LoadImage: the EXIF orientation is applied (a portrait phone photo stays
+    portrait); 16-bit images (gray ``I;16``/``I``, 16-bit RGB PNG/TIFF through OpenCV) keep their
+    precision, scaled so 65535 is 1.0; a multi-frame file (GIF, APNG, TIFF pages) gives its first
+    frame. ``name`` (a file name) starts every error message; what was assumed (the frame used, a
+    stretch) is appended to ``notes`` when given, and logged.
+    """
     from PIL import Image, UnidentifiedImageError
 
+    what = name or "the image"
+    said: list[str] = []
     try:
         with Image.open(io.BytesIO(data)) as image:
+            rawmode = _rawmode(image)  # first: load() (which getexif() may do for a PNG) empties the tiles
+            frames = int(getattr(image, "n_frames", 1) or 1)
+            if frames > 1:
+                said.append(f"{what} has {frames} frames; the first one is used")
+                image.seek(0)
+            orientation = image.getexif().get(_ORIENTATION_TAG, 1)
             image.load()
-            rgb = image.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise ImageInputError(f"the data is not a readable image ({len(data)} bytes): {error}") from None
-    return np.asarray(rgb, dtype=np.float32) / np.float32(255.0)
+            pixels = _float_rgb(image, rawmode, data, what, said)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        subject = f"{name} is not a readable image" if name else "the data is not a readable image"
+        raise ImageInputError(f"{subject} ({len(data)} bytes): {error}") from None
+    if orientation in _ORIENT:
+        pixels = _ORIENT[orientation](pixels)
+    for line in said:
+        log.info("%s", line)
+    if notes is not None:
+        notes.extend(said)
+    return np.ascontiguousarray(pixels, dtype=np.float32)

@@ -52,6 +52,9 @@ class LocalMethod:
     # or returns ``(maps, keypoints)`` with one POSE_KEYPOINT entry per image (pose methods).
     entry: str
     needs_weights: bool = False
+    # What the first run downloads ("6.3 MB"), for the web extension's method labels; required when
+    # ``needs_weights`` (tests/test_web_table.py checks it), empty for weight-free methods.
+    download: str = ""
     # True for the weight-free OpenCV methods: they read the raw batch (any channel count, NaN
     # handled per pixel) so the hot path makes no sanitised float copy first.
     raw_input: bool = False
@@ -139,7 +142,8 @@ MODALITIES: dict[str, Modality] = {
             "depth", "Depth map, near is bright.",
             local_methods=(
                 LocalMethod("depth_anything_v2", "Depth Anything V2 Small (99 MB download), near = bright, "
-                            "normalised per image.", f"{_TRANSFORMERS}:depth_anything", needs_weights=True),
+                            "normalised per image.", f"{_TRANSFORMERS}:depth_anything", needs_weights=True,
+                            download="99 MB"),
             ),
         ),
         Modality(
@@ -154,7 +158,7 @@ MODALITIES: dict[str, Modality] = {
             "lineart_anime", "Anime-style line art, white lines on black.",
             local_methods=(
                 LocalMethod("lineart_anime", "Anime lineart network (netG.pth, 218 MB, downloaded "
-                            "on first use).", f"{_AUX}:lineart_anime", needs_weights=True),
+                            "on first use).", f"{_AUX}:lineart_anime", needs_weights=True, download="218 MB"),
             ),
         ),
         Modality(
@@ -163,7 +167,7 @@ MODALITIES: dict[str, Modality] = {
                 LocalMethod("opencv_lsd", "OpenCV line segment detector with a length filter "
                             "(weight-free).", f"{_OPENCV}:mlsd_lines", raw_input=True),
                 LocalMethod("mlsd_large", "M-LSD network (mlsd_large_512_fp32.pth, 6.3 MB, downloaded "
-                            "on first use).", f"{_AUX}:mlsd", needs_weights=True),
+                            "on first use).", f"{_AUX}:mlsd", needs_weights=True, download="6.3 MB"),
             ),
         ),
         Modality(
@@ -172,7 +176,7 @@ MODALITIES: dict[str, Modality] = {
             local_methods=(
                 LocalMethod("depth_anything_normals", "Normals from Depth Anything V2 Small's depth "
                             "(99 MB download), Sobel gradients as ControlNet's normal-from-depth.",
-                            f"{_TRANSFORMERS}:normal_from_depth_anything", needs_weights=True),
+                            f"{_TRANSFORMERS}:normal_from_depth_anything", needs_weights=True, download="99 MB"),
             ),
         ),
         Modality(
@@ -180,10 +184,10 @@ MODALITIES: dict[str, Modality] = {
             params=("keypoint_threshold",),
             local_methods=(
                 LocalMethod("openpose_body", "OpenPose body skeleton (body_pose_model.pth, 209 MB, "
-                            "downloaded on first use).", f"{_AUX}:pose_body", needs_weights=True),
+                            "downloaded on first use).", f"{_AUX}:pose_body", needs_weights=True, download="209 MB"),
                 LocalMethod("openpose_full", "OpenPose body, hands and face (three files, 510 MB, "
                             "downloaded on first use; slow on CPU).", f"{_AUX}:pose_full",
-                            needs_weights=True),
+                            needs_weights=True, download="510 MB"),
             ),
         ),
         Modality(
@@ -193,9 +197,10 @@ MODALITIES: dict[str, Modality] = {
                             "(weight-free).", f"{_OPENCV}:scribble_xdog", raw_input=True),
                 LocalMethod("pidinet_scribble", "PiDiNet edges thinned to scribble lines "
                             "(table5_pidinet.pth, 2.9 MB, downloaded on first use).",
-                            f"{_AUX}:scribble_pidinet", needs_weights=True),
+                            f"{_AUX}:scribble_pidinet", needs_weights=True, download="2.9 MB"),
                 LocalMethod("hed_scribble", "HED edges thinned to scribble lines (ControlNetHED.pth, "
-                            "29 MB, downloaded on first use).", f"{_AUX}:scribble_hed", needs_weights=True),
+                            "29 MB, downloaded on first use).", f"{_AUX}:scribble_hed", needs_weights=True,
+                            download="29 MB"),
             ),
         ),
         Modality(
@@ -203,7 +208,7 @@ MODALITIES: dict[str, Modality] = {
             local_methods=(
                 LocalMethod("upernet_ade20k", "UperNet ConvNeXt-tiny on ADE20K (241 MB download), in "
                             "ControlNet's 150-colour palette.", f"{_TRANSFORMERS}:segmentation_ade20k",
-                            needs_weights=True),
+                            needs_weights=True, download="241 MB"),
             ),
         ),
         Modality(
@@ -212,9 +217,10 @@ MODALITIES: dict[str, Modality] = {
                 LocalMethod("pencil", "Dodge-blend pencil lines (weight-free).", f"{_OPENCV}:sketch_pencil",
                             raw_input=True),
                 LocalMethod("lineart", "Lineart network, fine lines (sk_model.pth, 17 MB, downloaded "
-                            "on first use).", f"{_AUX}:sketch_lineart", needs_weights=True),
+                            "on first use).", f"{_AUX}:sketch_lineart", needs_weights=True, download="17 MB"),
                 LocalMethod("lineart_coarse", "Lineart network, coarse lines (sk_model2.pth, 17 MB, "
-                            "downloaded on first use).", f"{_AUX}:sketch_lineart_coarse", needs_weights=True),
+                            "downloaded on first use).", f"{_AUX}:sketch_lineart_coarse", needs_weights=True,
+                            download="17 MB"),
             ),
         ),
     )
@@ -313,7 +319,8 @@ def as_json() -> dict[str, Any]:
                 "description": m.description,
                 "params": list(m.params),
                 "local_methods": [
-                    {"name": lm.name, "description": lm.description, "needs_weights": lm.needs_weights}
+                    {"name": lm.name, "description": lm.description, "needs_weights": lm.needs_weights,
+                     "download": lm.download}
                     for lm in m.local_methods
                 ],
             }

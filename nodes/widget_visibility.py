@@ -20,6 +20,10 @@ from . import modalities as table
 # Option keys added to an input's spec in /object_info; the JS reads exactly these names.
 MODALITIES_KEY = "detect_modalities"
 BACKENDS_KEY = "detect_backends"
+# On the local_method input only: per modality, the methods its combo offers, each with its label
+# ({modality: {method: label}}, "auto" first). The combo itself keeps every name, so the HTTP API and
+# old frontends accept any valid method; the extension narrows what the user is offered.
+METHODS_KEY = "detect_local_methods"
 
 LOCAL = "local"  # the backend that runs on this machine; every other one is remote
 LOCAL_METHOD_WIDGET = "local_method"
@@ -49,6 +53,26 @@ def widget_rules() -> dict[str, dict[str, list[str]]]:
     return rules
 
 
+def method_label(method: table.LocalMethod) -> str:
+    """How the combo shows a method: its name and what its first run costs."""
+    if not method.needs_weights:
+        return f"{method.name} · weight-free"
+    return f"{method.name} · {method.download} download" if method.download else f"{method.name} · downloads weights"
+
+
+def local_method_choices() -> dict[str, dict[str, str]]:
+    """Per modality with local methods: ``auto`` (naming the method it picks) then each method, labelled."""
+    choices: dict[str, dict[str, str]] = {}
+    for modality in table.MODALITIES.values():
+        if not modality.local_methods:
+            continue
+        default = modality.local_methods[0]
+        labels = {table.AUTO_METHOD: f"{table.AUTO_METHOD} → {method_label(default)}"}
+        labels.update({m.name: method_label(m) for m in modality.local_methods})
+        choices[modality.name] = labels
+    return choices
+
+
 def extra_options(widget_name: str) -> dict[str, list[str]]:
     """The extra option keys for one widget's schema input ({} for a widget that is always shown)."""
     rule = widget_rules().get(widget_name)
@@ -73,5 +97,7 @@ def annotate_inputs(inputs: Iterable[Any]) -> list[Any]:
         extra = dict(getattr(item, "extra_dict", None) or {})
         extra[MODALITIES_KEY] = list(rules[name]["modalities"])
         extra[BACKENDS_KEY] = list(rules[name]["backends"])
+        if name == LOCAL_METHOD_WIDGET:
+            extra[METHODS_KEY] = local_method_choices()
         item.extra_dict = extra
     return annotated

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -53,12 +52,6 @@ def card(height: int, width: int, modality: str, method: str, size: str) -> np.n
     return label(tile, modality)
 
 
-def download_size(description: str) -> str:
-    """The size the modality table states for a method ("... 218 MB, downloaded on first use")."""
-    found = re.search(r"(\d+(?:\.\d+)?\s*[KMG]B)", description)
-    return found.group(1) if found else ""
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("image", nargs="?", type=Path)
@@ -91,7 +84,7 @@ def main() -> int:
         try:
             maps = run_detect(torch.from_numpy(frame)[None], modality, {}).maps
         except WeightsUnavailable:
-            tiles.append(card(height, width, modality, method.name, download_size(method.description)))
+            tiles.append(card(height, width, modality, method.name, method.download))
             continue
         tiles.append(label((maps[0].numpy() * 255).round().astype(np.uint8), f"{modality} ({method.name})"))
         maps_shown += 1

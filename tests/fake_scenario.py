@@ -133,12 +133,18 @@ class Job:
     result_asset: str | None = None
     cost: float | None = 0.0
     making: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    gate: threading.Event | None = field(default=None, repr=False)  # in progress until set
+
+    def held(self) -> bool:
+        return self.gate is not None and not self.gate.is_set()
 
     def state(self, now: float | None = None) -> tuple[str, float]:
         now = time.time() if now is None else now
         if self.canceled_at is not None:
             return "canceled", self.fraction(self.canceled_at)
         f = self.fraction(now)
+        if self.held():  # a test keeps it running
+            return "in-progress", min(f, 0.5)
         if self.outcome == "stuck":
             upto = dict(STAGES)[self.stuck_stage]
             return self.stuck_stage, min(f, upto - 0.01)
@@ -190,6 +196,10 @@ class FakeScenario:
         self.holds: list[Hold] = []
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)  # notified when a request arrives or is answered
+        # Test hooks: jobs created while ``job_gate`` is an unset Event stay in progress until it is
+        # set; ``result_png`` (when set) is every job's result instead of the luma map.
+        self.job_gate: threading.Event | None = None
+        self.result_png: bytes | None = None
         self._ids = itertools.count(1)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -300,6 +310,8 @@ class FakeScenario:
             self.next_costs.clear()
             self.immediate_success = False
             self.content_url = "normal"
+            self.job_gate = None
+            self.result_png = None
 
     def hold(self, method: str, path: str, times: int = 1) -> Hold:
         """Keep the answers to the next ``times`` requests matching ``path`` (a regex) until
@@ -319,6 +331,18 @@ class FakeScenario:
     def notify(self) -> None:
         with self.changed:
             self.changed.notify_all()
+
+    def wait_for_requests(self, method: str, pattern: str, count: int, timeout: float) -> list[Request]:
+        """Block until ``count`` requests matching (method, regex ``pattern``) arrived, or ``timeout``
+        passed; returns the matching requests seen by then (fewer than ``count`` on timeout)."""
+        rx = re.compile(pattern)
+
+        def matching() -> list[Request]:
+            return [r for r in self.requests if r.method == method and rx.search(r.path)]
+
+        with self.changed:
+            self.changed.wait_for(lambda: len(matching()) >= count, timeout)
+            return matching()
 
     def requests_to(self, method: str, pattern: str) -> list[Request]:
         rx = re.compile(pattern)
@@ -417,7 +441,8 @@ class FakeScenario:
             if job.result_asset is None:
                 with self.lock:
                     source = self.assets[job.input_asset]
-                job.result_asset = self._store_asset(_fake_map(source.content, job.modality), "detection").id
+                content = self.result_png if self.result_png is not None else _fake_map(source.content, job.modality)
+                job.result_asset = self._store_asset(content, "detection").id
             return job.result_asset
 
     def create_job(self, modality: str, fields: dict[str, Any], input_asset: str) -> Job:
@@ -435,6 +460,7 @@ class FakeScenario:
                 hint,
                 stuck_stage=stage or "in-progress",
                 cost=self.next_costs.pop(0) if self.next_costs else self.cost_per_job,
+                gate=self.job_gate,
             )
             self.jobs[job.id] = job
         # The "worker": makes the result while the job runs, as the real service does elsewhere,
@@ -552,6 +578,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._hold = None
             with fake.lock:
                 fake.requests.append(self._record)
+                fake.changed.notify_all()
             # Drain then refuse, as the gateway does.
             remaining = length
             while remaining > 0:

@@ -86,6 +86,61 @@ def test_missing_weights_offline_is_a_message_not_a_traceback(photo, tmp_path):
     assert "error:" in result.stderr and str(tmp_path / "models") in result.stderr
 
 
+def test_portrait_phone_photo_gives_a_portrait_map(tmp_path):
+    # The sensor's landscape pixels with EXIF orientation 6, as phones save portrait photos.
+    sensor = np.zeros((60, 100, 3), np.uint8)
+    sensor[:, :50] = 255  # left half white: after turning clockwise, the top half
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo = tmp_path / "phone.jpg"
+    Image.fromarray(sensor).save(photo, "JPEG", exif=exif, quality=95)
+    out = tmp_path / "gray.png"
+    result = cli(str(photo), "-m", "grayscale", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    written = np.asarray(Image.open(out).convert("L"))
+    assert written.shape == (100, 60)  # portrait, as LoadImage shows it
+    assert written[:45].mean() > 240 and written[55:].mean() < 15
+
+
+def test_16_bit_gradient_survives_the_cli(tmp_path):
+    levels = np.tile(np.round(np.linspace(0, 65535, 256)).astype(np.uint16), (8, 1))
+    path = tmp_path / "ramp16.png"
+    cv2.imwrite(str(path), levels)
+    out = tmp_path / "ramp.png"
+    result = cli(str(path), "-m", "grayscale", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    row = np.asarray(Image.open(out).convert("L"))[0].astype(int)
+    # A ramp from black to white, not white from its second column on.
+    assert np.abs(row - np.round(levels[0] / 65535 * 255)).max() <= 1
+    assert row[0] == 0 and row[-1] == 255 and row[1] < 5
+
+
+def test_several_inputs_keep_the_good_ones_and_name_the_bad(photo, tmp_path):
+    bogus = tmp_path / "bogus.png"
+    bogus.write_bytes(b"\x89PNG not really")
+    missing = tmp_path / "missing.png"
+    out = tmp_path / "maps"
+    result = cli(str(bogus), str(photo), str(missing), "-m", "canny", "-o", str(out))
+    assert result.returncode == 1  # some failed, the others were written
+    assert sorted(p.name for p in out.iterdir()) == ["in_canny.png"]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert any(str(bogus) in line and "not a readable image" in line for line in errors)
+    assert any(str(missing) in line and "cannot read" in line for line in errors)
+    assert "2 of 3 inputs failed" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_multi_frame_input_says_which_frame_is_used(tmp_path):
+    frames = [Image.new("RGB", (40, 30), (255, 255, 255)), Image.new("RGB", (40, 30), (0, 0, 0))]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    out = tmp_path / "g.png"
+    result = cli(str(path), "-m", "grayscale", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert f"{path} has 2 frames; the first one is used" in result.stderr
+    assert np.asarray(Image.open(out).convert("L")).min() == 255  # the white first frame
+
+
 def test_keypoints_file_has_one_entry_per_input(photo, tmp_path):
     import json
 

@@ -24,7 +24,7 @@ import web_ui
 from comfy_host import ARTIFACTS_DIR, REPO_ROOT, ComfyServer
 
 from scenario_detect.nodes import modalities as table
-from scenario_detect.nodes.widget_visibility import widget_rules
+from scenario_detect.nodes.widget_visibility import local_method_choices, widget_rules
 
 pytestmark = [pytest.mark.browser, pytest.mark.comfyui]
 
@@ -312,3 +312,76 @@ def test_screenshot(ui: web_ui.ComfyPage, modality: str) -> None:
     ui.set_widget(node, "modality", modality)
     path = ui.screenshot_node(node, SHOTS / f"detect_{modality}.png")
     assert path.stat().st_size > 1000
+
+
+def _method_combo(ui: web_ui.ComfyPage, node: int) -> dict[str, Any]:
+    """The method combo as the user sees it: value, offered values, their labels, the drawn text."""
+    return ui.evaluate(
+        """(id) => {
+            const node = app.graph.getNodeById(id);
+            const widget = node.widgets.find((w) => w.name === "local_method");
+            const values = widget.options.values;
+            const label = widget.options.getOptionLabel ?? ((v) => v);
+            return {
+                value: widget.value,
+                values,
+                labels: values.map((v) => label(v)),
+                shown: String(widget._displayValue ?? label(widget.value)),
+            };
+        }""",
+        node,
+    )
+
+
+def test_method_combo_offers_the_modality_methods_with_labels(ui: web_ui.ComfyPage) -> None:
+    choices = local_method_choices()
+    node = ui.add_detect_node()
+    for modality in table.MODALITY_NAMES:
+        ui.set_widget(node, "modality", modality)
+        combo = _method_combo(ui, node)
+        if modality not in choices:
+            continue
+        assert combo["values"] == list(choices[modality]), modality
+        assert combo["labels"] == list(choices[modality].values()), modality
+    # What the labels say comes from the table: weight-free, or the download size.
+    ui.set_widget(node, "modality", "mlsd")
+    labels = _method_combo(ui, node)["labels"]
+    assert labels == ["auto → opencv_lsd · weight-free", "opencv_lsd · weight-free", "mlsd_large · 6.3 MB download"]
+
+    # A method of the old modality does not survive a modality change: back to auto.
+    ui.set_widget(node, "local_method", "mlsd_large")
+    assert _method_combo(ui, node)["shown"] == "mlsd_large · 6.3 MB download"
+    ui.screenshot_node(node, SHOTS / "detect_method_labels.png")
+    ui.set_widget(node, "modality", "canny")
+    combo = _method_combo(ui, node)
+    assert combo["value"] == "auto" and combo["values"] == ["auto", "opencv_canny"]
+    prompt = ui.evaluate("async () => (await app.graphToPrompt()).output")
+    assert prompt[str(node)]["inputs"]["local_method"] == "auto"
+
+
+def test_saved_workflow_with_a_method_not_offered_loads_and_says_what_to_pick(
+    ui: web_ui.ComfyPage, comfy_server: ComfyServer
+) -> None:
+    from PIL import Image
+
+    node = ui.add_detect_node()
+    ui.wire_load_and_preview(node, comfy_server.upload_image(Image.new("RGB", (64, 48), (90, 90, 90))))
+    ui.set_widget(node, "modality", "pose")
+    workflow = ui.evaluate("() => app.graph.serialize()")
+    names = ui.evaluate("(id) => app.graph.getNodeById(id).widgets.map((w) => w.name)", node)
+    saved = next(n for n in workflow["nodes"] if str(n["id"]) == str(node))
+    saved["widgets_values"][names.index("local_method")] = "opencv_canny"  # a canny method, saved on pose
+
+    ui.evaluate("async (wf) => { await app.loadGraphData(wf); }", workflow)
+    [loaded] = ui.evaluate("(cls) => app.graph.findNodesByType(cls).map((n) => n.id)", web_ui.NODE_CLASS)
+    combo = _method_combo(ui, loaded)
+    assert combo["value"] == "opencv_canny"  # loaded as saved, not silently changed
+    assert combo["values"] == list(local_method_choices()["pose"])
+    assert combo["shown"] == "⚠ pick auto, openpose_body, openpose_full (opencv_canny is not a pose method)"
+    ui.screenshot_node(loaded, SHOTS / "detect_method_not_offered.png")
+
+    # Queued as is, the server says the same (the node definition still accepts every method name).
+    prompt = ui.evaluate("async () => (await app.graphToPrompt()).output")
+    assert prompt[str(loaded)]["inputs"]["local_method"] == "opencv_canny"
+    rejected = comfy_server.rejected_prompt(prompt)
+    assert "choose one of: auto, openpose_body, openpose_full" in json.dumps(rejected)

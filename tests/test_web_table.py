@@ -74,3 +74,30 @@ def test_extension_has_no_copy_of_the_table() -> None:
     strings = set(re.findall(r'"([^"\\]*)"', source))
     copied = strings & (set(table.MODALITY_NAMES) | set(table.PARAMS))
     assert not copied, f"web/detect_widgets.js names table entries itself: {sorted(copied)}"
+
+
+def test_method_choices_follow_the_table() -> None:
+    choices = wv.local_method_choices()
+    for name, modality in table.MODALITIES.items():
+        if not modality.local_methods:
+            assert name not in choices
+            continue
+        assert list(choices[name]) == [table.AUTO_METHOD, *(m.name for m in modality.local_methods)], name
+        for method in modality.local_methods:
+            label = choices[name][method.name]
+            if method.needs_weights:
+                assert method.download, f"{method.name} needs weights: give its download size in the table"
+                assert label == f"{method.name} · {method.download} download"
+                assert method.download in method.description  # the two texts of the table agree
+            else:
+                assert label == f"{method.name} · weight-free"
+        assert choices[name][table.AUTO_METHOD] == f"auto → {choices[name][modality.local_methods[0].name]}"
+
+
+def test_object_info_offers_every_method_and_the_choices(comfy_server: ComfyServer) -> None:
+    spec = comfy_server.object_info("ScenarioDetect")["input"]["required"]["local_method"]
+    values = spec[0] if isinstance(spec[0], list) else spec[1]["options"]
+    # The HTTP API keeps accepting every valid name; only the web extension narrows the offer.
+    assert values == table.all_local_method_names()
+    assert spec[1][wv.METHODS_KEY] == wv.local_method_choices()
+    assert '"' + wv.METHODS_KEY + '"' in JS_PATH.read_text()

@@ -7,11 +7,18 @@
 // The rules are not written here: the node definition carries them. Each input that is sometimes
 // hidden has the option keys `detect_modalities` / `detect_backends` in /object_info, built from
 // nodes/modalities.py by nodes/widget_visibility.py. A widget without them is always shown.
+//
+// The method combo offers only the chosen modality's methods: the input that carries
+// `detect_local_methods` ({modality: {method: label}}, "auto" first) is narrowed to them, each shown
+// with its label (weight-free, or its download size). The node definition still lists every method,
+// so the HTTP API accepts any valid name; a saved workflow whose method the modality no longer offers
+// keeps its value and the combo says what to pick instead.
 import { app } from "../../scripts/app.js";
 
 const NODE_CLASS = "ScenarioDetect";
 const MODALITIES_KEY = "detect_modalities";
 const BACKENDS_KEY = "detect_backends";
+const METHODS_KEY = "detect_local_methods";
 const STATUS_WIDGET = "detect_status";
 
 // Read the per-widget rules from a V1 node definition (/object_info entry).
@@ -32,6 +39,43 @@ function rulesFromNodeDef(nodeData) {
     }
   }
   return rules;
+}
+
+// The method widget's per-modality choices from a V1 node definition: {widget, byModality} or null.
+function methodChoicesFromNodeDef(nodeData) {
+  for (const section of ["required", "optional"]) {
+    const inputs = nodeData?.input?.[section] ?? {};
+    for (const [name, spec] of Object.entries(inputs)) {
+      const table = Array.isArray(spec) ? spec[1]?.[METHODS_KEY] : undefined;
+      if (table && typeof table === "object") return { widget: name, byModality: table };
+    }
+  }
+  return null;
+}
+
+// Offer the modality's methods. `modalityChanged`: the user picked another modality, so a method
+// of the old one becomes "auto"; on load the saved value is kept and its label says what to pick.
+function applyMethodChoices(node, methods, modalityChanged = false) {
+  const widget = methods && node.widgets?.find((w) => w.name === methods.widget);
+  if (!widget?.options || typeof widget.options !== "object") return;
+  if (!widget.__detectAllValues) widget.__detectAllValues = widget.options.values;
+  const modality = widgetValue(node, "modality");
+  const labels = Object.hasOwn(methods.byModality, modality) ? methods.byModality[modality] : null;
+  if (!labels) {
+    // A modality without local methods (the widget is hidden then): the full list, plain names.
+    widget.options.values = widget.__detectAllValues;
+    delete widget.options.getOptionLabel;
+    return;
+  }
+  const offered = Object.keys(labels);
+  if (modalityChanged && !offered.includes(widget.value)) widget.value = offered[0];
+  widget.options.values = offered;
+  widget.options.getOptionLabel = (value) => {
+    if (value == null) return "";
+    if (Object.hasOwn(labels, value)) return labels[value];
+    // The action first: a narrow node cuts the end of the text.
+    return `⚠ pick ${offered.join(", ")} (${value} is not a ${modality} method)`;
+  };
 }
 
 // Litegraph with LGraphNode.isWidgetVisible (1.32 and later) skips `widget.hidden` widgets when
@@ -115,7 +159,7 @@ function fitHeight(node) {
 }
 
 // Re-apply when the modality or backend combo changes (wrapping, not replacing, the callback).
-function watchCombos(node, rules) {
+function watchCombos(node, rules, methods) {
   for (const name of ["modality", "backend"]) {
     const widget = node.widgets?.find((w) => w.name === name);
     if (!widget || widget.__detectWatched) continue;
@@ -123,6 +167,7 @@ function watchCombos(node, rules) {
     const original = widget.callback;
     widget.callback = function (...args) {
       const result = original?.apply(this, args);
+      applyMethodChoices(node, methods, name === "modality");
       applyVisibility(node, rules);
       return result;
     };
@@ -158,13 +203,16 @@ app.registerExtension({
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData?.name !== NODE_CLASS) return;
     const rules = rulesFromNodeDef(nodeData);
+    const methods = methodChoicesFromNodeDef(nodeData);
     // Exposed for tests and debugging: the exact rules this extension applies.
     nodeType.detectWidgetRules = rules;
+    nodeType.detectMethodChoices = methods;
 
     const onNodeCreated = nodeType.prototype.onNodeCreated;
     nodeType.prototype.onNodeCreated = function (...args) {
       const result = onNodeCreated?.apply(this, args);
-      watchCombos(this, rules);
+      watchCombos(this, rules, methods);
+      applyMethodChoices(this, methods);
       applyVisibility(this, rules);
       return result;
     };
@@ -173,7 +221,8 @@ app.registerExtension({
     const onConfigure = nodeType.prototype.onConfigure;
     nodeType.prototype.onConfigure = function (...args) {
       const result = onConfigure?.apply(this, args);
-      watchCombos(this, rules);
+      watchCombos(this, rules, methods);
+      applyMethodChoices(this, methods);
       applyVisibility(this, rules);
       return result;
     };
@@ -190,7 +239,9 @@ app.registerExtension({
   loadedGraphNode(node) {
     const rules = node?.constructor?.detectWidgetRules;
     if (node?.comfyClass !== NODE_CLASS || !rules) return;
-    watchCombos(node, rules);
+    const methods = node.constructor.detectMethodChoices;
+    watchCombos(node, rules, methods);
+    applyMethodChoices(node, methods);
     applyVisibility(node, rules);
   },
 });

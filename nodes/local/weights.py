@@ -37,6 +37,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,8 +219,26 @@ def weight_path(spec: WeightFile, models_dir: str | os.PathLike[str] | None = No
     return _fetch(spec, target_folder(spec.repo, models_dir) / spec.filename)
 
 
+_download_locks: dict[Path, threading.Lock] = {}
+_download_locks_guard = threading.Lock()
+
+
+def _download_lock(dest: Path) -> threading.Lock:
+    with _download_locks_guard:
+        return _download_locks.setdefault(dest.absolute(), threading.Lock())
+
+
 def _fetch(spec: WeightFile, dest: Path) -> Path:
     """Download ``spec`` to ``dest``, or raise WeightsUnavailable saying how to get it by hand."""
+    # One download per file at a time: two threads writing the same .incomplete file would corrupt it;
+    # the second one finds the file the first one finished.
+    with _download_lock(dest):
+        if dest.is_file() and dest.stat().st_size > 0:
+            return dest
+        return _fetch_unlocked(spec, dest)
+
+
+def _fetch_unlocked(spec: WeightFile, dest: Path) -> Path:
     if offline():
         raise WeightsUnavailable(_missing_message(spec, dest, "downloads are disabled (offline mode)"))
     try:
