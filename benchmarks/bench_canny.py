@@ -72,7 +72,10 @@ def detect_entry():
             print(f"note: ComfyUI node import failed ({error}); timing run_detect instead")
     from scenario_detect.nodes.run import run_detect
 
-    return (lambda images: run_detect(images, "canny", {"low_threshold": LOW, "high_threshold": HIGH})), "run_detect"
+    def through_run_detect(images: torch.Tensor) -> torch.Tensor:
+        return run_detect(images, "canny", {"low_threshold": LOW, "high_threshold": HIGH}).maps
+
+    return through_run_detect, "run_detect"
 
 
 def naive(images: torch.Tensor) -> torch.Tensor:

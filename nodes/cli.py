@@ -2,6 +2,7 @@
 
     python -m scenario_detect photo.png --modality canny -o canny.png
     python -m scenario_detect a.png b.png --modality scribble -o out_dir/
+    python -m scenario_detect photo.png --modality pose -o pose.png --keypoints pose.json
 
 Same table, same parameters and the same code path as the node; local backend by default.
 """
@@ -44,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", "-o", type=Path, required=True,
         help="output PNG file (one input) or folder (several inputs: <name>_<modality>.png)",
     )
+    parser.add_argument(
+        "--keypoints", type=Path, default=None, metavar="JSON",
+        help="also write the pose keypoints (ComfyUI's POSE_KEYPOINT value, OpenPose JSON in input-image "
+        "pixels: a list with one entry per input image; no people for non-pose modalities)",
+    )
     for param in PARAMS.values():
         flag = "--" + param.name.replace("_", "-")
         if param.kind == "bool":
@@ -75,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
+    import json
+
     import numpy as np
     import torch
 
@@ -93,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     failed: list[Path] = []
+    keypoints: list = []  # one POSE_KEYPOINT entry per map written, in input order
     for index, (source, target) in enumerate(zip(args.images, targets, strict=True)):
         try:
             try:
@@ -104,14 +113,17 @@ def main(argv: list[str] | None = None) -> int:
             for note in notes:
                 print(f"note: {note}", file=sys.stderr)
             if args.backend == "scenario":
+                from .local.pose_keypoints import empty_frames
                 from .scenario.node_run import run_for_cli
 
                 remote = {name: getattr(args, name) for name in REMOTE_OPTIONS}
                 maps = run_for_cli(torch.from_numpy(frame)[None], args.modality, params, remote)
+                found = empty_frames(*maps.shape[:3])  # the API returns only images
             else:
-                maps = run_detect(torch.from_numpy(frame)[None], args.modality, params, args.local_method)
+                maps, found = run_detect(torch.from_numpy(frame)[None], args.modality, params, args.local_method)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(encode_png(np.ascontiguousarray(maps[0].numpy())))
+            keypoints += found
             print(f"{source} -> {target} ({args.modality}, {frame.shape[1]}x{frame.shape[0]})")
         except (ValueError, OSError) as error:  # OSError: missing weights, unreadable or unwritable files
             message = str(error)
@@ -120,6 +132,15 @@ def main(argv: list[str] | None = None) -> int:
             if isinstance(error, WeightsUnavailable):  # every other input would fail the same way
                 failed += args.images[index + 1:]
                 break
+    if args.keypoints is not None and keypoints:
+        try:
+            args.keypoints.parent.mkdir(parents=True, exist_ok=True)
+            args.keypoints.write_text(json.dumps(keypoints))
+        except OSError as error:
+            print(f"error: cannot write {args.keypoints}: {error.strerror or error}", file=sys.stderr)
+            return 1
+        people = sum(len(entry["people"]) for entry in keypoints)
+        print(f"keypoints -> {args.keypoints} ({people} people in {len(keypoints)} images)")
     if not failed:
         return 0
     written = len(args.images) - len(failed)

@@ -6,6 +6,8 @@ backend. Everything it knows about modalities comes from `modalities.py`.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from typing import Any
 
 from comfy_api.latest import io
@@ -14,11 +16,14 @@ from .modalities import (
     AUTO_METHOD,
     BACKENDS,
     DEFAULT_BACKEND,
+    ESSENTIALS_CATEGORY,
     MODALITY_NAMES,
+    NODE_CATEGORY,
     NODE_DISPLAY_NAME,
     NODE_ID,
     PARAMS,
     REMOTE_OPTIONS,
+    SEARCH_ALIASES,
     Param,
     RemoteOption,
     all_local_method_names,
@@ -69,18 +74,47 @@ def schema_inputs() -> list[io.Input]:
     ])
 
 
+# The POSE_KEYPOINT type of ComfyUI core (SDPose nodes) and comfyui_controlnet_aux: the same name, so
+# links colour alike and their nodes accept ours. Declared by name: older hosts have no io class for it.
+PoseKeypoint = io.Custom("POSE_KEYPOINT")
+
+
+def schema_extras(schema: type) -> dict[str, Any]:
+    """``search_aliases`` and ``essentials_category`` for a host whose Schema has those fields.
+
+    They came after ComfyUI 0.3.75; passing them to an older Schema would raise a TypeError and the
+    pack would not load, so each is given only when the running host declares it.
+    """
+    if dataclasses.is_dataclass(schema):
+        accepted = {f.name for f in dataclasses.fields(schema)}
+    else:
+        accepted = set(inspect.signature(schema).parameters)
+    wanted = {"search_aliases": list(SEARCH_ALIASES), "essentials_category": ESSENTIALS_CATEGORY}
+    return {name: value for name, value in wanted.items() if name in accepted}
+
+
 class Detect(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id=NODE_ID,
             display_name=NODE_DISPLAY_NAME,
-            category="image/preprocessors",
+            category=NODE_CATEGORY,
             description="Turn images into control maps (edges, depth, pose, ...) for ControlNet-style "
-            "generation. Output has the input's batch size, height and width.",
+            "generation. Output has the input's batch size, height and width; pose methods also give "
+            "their keypoints as data.",
             inputs=schema_inputs(),
-            outputs=[io.Image.Output(display_name="control_map"),
-                     io.String.Output(display_name="asset_ids")],
+            # Frozen order (saved workflows link outputs by index): new outputs go at the end.
+            outputs=[
+                io.Image.Output(display_name="control_map"),
+                io.String.Output(display_name="asset_ids"),
+                PoseKeypoint.Output(
+                    display_name="pose_keypoint",
+                    tooltip="Pose keypoints (OpenPose JSON, pixels of the input image), one entry per image; "
+                    "no people for other modalities and for the scenario backend.",
+                ),
+            ],
+            **schema_extras(io.Schema),
         )
 
     @classmethod
@@ -122,15 +156,18 @@ class Detect(io.ComfyNode):
         **params: Any
     ) -> io.NodeOutput:
         if backend == "scenario":
+            from .local.pose_keypoints import empty_frames
             from .run import check_params
             from .scenario.node_run import run_for_node
 
             maps, asset_ids, text = await run_for_node(image, modality, check_params(modality, params), params)
-            return io.NodeOutput(maps, asset_ids, ui={"text": text})
+            # The API returns only images: one empty entry per map, with the map's size as canvas.
+            keypoints = empty_frames(*maps.shape[:3])
+            return io.NodeOutput(maps, asset_ids, keypoints, ui={"text": text})
         params = {k: v for k, v in params.items() if k not in REMOTE_OPTIONS}
         from .run import run_detect
         from .worker import run_off_loop
 
         # Off the event loop: the prompt's other async nodes (remote jobs) keep polling meanwhile.
-        maps = await run_off_loop(run_detect, image, modality, params, local_method=local_method)
-        return io.NodeOutput(maps, "")
+        maps, keypoints = await run_off_loop(run_detect, image, modality, params, local_method=local_method)
+        return io.NodeOutput(maps, "", keypoints)

@@ -48,7 +48,8 @@ class LocalMethod:
     name: str  # unique across the table: it is a value of the node's `local_method` combo
     description: str
     # "package.module:function", imported lazily relative to ``nodes.local``; the function has the
-    # signature ``(images: torch.Tensor [B,H,W,C] float32, params: dict) -> torch.Tensor [B,H,W,3]``.
+    # signature ``(images: torch.Tensor [B,H,W,C] float32, params: dict) -> torch.Tensor [B,H,W,3]``,
+    # or returns ``(maps, keypoints)`` with one POSE_KEYPOINT entry per image (pose methods).
     entry: str
     needs_weights: bool = False
     # What the first run downloads ("6.3 MB"), for the web extension's method labels; required when
@@ -234,6 +235,15 @@ MODALITY_NAMES: tuple[str, ...] = tuple(MODALITIES)  # the API's ten values, in 
 # the pack's name so no other pack (or a future core node) can shadow it, and it never changes.
 NODE_ID = "ScenarioDetect"
 NODE_DISPLAY_NAME = "Scenario Detect (control map)"
+NODE_CATEGORY = "image/preprocessors"  # where core's Canny lives; kept for users who browse the menu
+# What people type in the node search to find a preprocessor (ComfyUI matches these besides the names);
+# given only to a ComfyUI whose io.Schema has `search_aliases` (see detect.schema_extras).
+SEARCH_ALIASES: tuple[str, ...] = (
+    "canny", "edges", "edge detection", "depth map", "depth", "openpose", "pose", "pose keypoints",
+    "normal map", "line art", "lineart", "anime line art", "scribble", "sketch", "mlsd", "straight lines",
+    "segmentation", "grayscale", "controlnet preprocessor", "preprocessor", "annotator", "control map",
+)  # fmt: skip
+ESSENTIALS_CATEGORY = "Image Tools"  # core's Canny node is filed there
 
 AUTO_METHOD = "auto"
 

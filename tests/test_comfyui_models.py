@@ -19,7 +19,7 @@ import pytest
 import random_weights  # noqa: F401  (registers the models folder with the shared server)
 from comfy_host import ComfyServer, PromptFailed
 from PIL import Image
-from test_comfyui_detect import HEIGHT, WIDTH, detect_graph, make_test_image
+from test_comfyui_detect import HEIGHT, WIDTH, detect_graph, keypoints_graph, make_test_image, pose_keypoint_value
 
 pytestmark = pytest.mark.comfyui
 pytest.importorskip("controlnet_aux")
@@ -75,6 +75,16 @@ def test_model_method_end_to_end(
     assert second.shape == (HEIGHT, WIDTH, 3)
     assert {n: _loads(comfy_server, n) for n in networks} == loads  # ran again, not loaded again
     assert "memory leak" not in _log(comfy_server)  # ComfyUI's bookkeeping of our networks is clean
+
+
+@pytest.mark.parametrize("method", ["openpose_body", "openpose_full"])
+def test_pose_keypoint_output_in_a_real_prompt(comfy_server: ComfyServer, image_name: str, method: str) -> None:
+    graph = keypoints_graph(comfy_server, image_name, batch=2, modality="pose", local_method=method)
+    value = pose_keypoint_value(comfy_server, graph, timeout=300)
+    assert [(entry["canvas_width"], entry["canvas_height"]) for entry in value] == [(WIDTH, HEIGHT)] * 2
+    for person in (p for entry in value for p in entry["people"]):  # random weights seldom find anyone
+        assert [len(person[k]) for k in ("pose_keypoints_2d", "face_keypoints_2d", "hand_left_keypoints_2d",
+                                         "hand_right_keypoints_2d")] == [54, 210, 63, 63]
 
 
 def test_unload_models_releases_and_next_run_reloads(comfy_server: ComfyServer, image_name: str) -> None:

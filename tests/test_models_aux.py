@@ -64,12 +64,20 @@ def _image(batch: int = 2, height: int = 40, width: int = 56) -> torch.Tensor:
 def test_detector_runs_once_loaded(models_dir: Path, modality: str, method: str, fn, names: list[str]) -> None:
     images = _image()
     before = {n: MODELS.load_count(n) for n in names}
-    first = run_local(images, modality, dict(PARAMS), method=method)
+    first, keypoints = run_local(images, modality, dict(PARAMS), method=method)
     assert first.shape == images.shape and first.dtype == torch.float32
     assert float(first.min()) >= 0.0 and float(first.max()) <= 1.0
+    # One POSE_KEYPOINT entry per image, canvas = the input (56 x 40), whatever the network size.
+    assert [(k["canvas_width"], k["canvas_height"]) for k in keypoints] == [(56, 40), (56, 40)]
+    for person in (p for k in keypoints for p in k["people"]):
+        assert modality == "pose" and len(person["pose_keypoints_2d"]) == 18 * 3
+        assert len(person["hand_left_keypoints_2d"]) == 21 * 3 and len(person["face_keypoints_2d"]) == 70 * 3
     assert all(MODELS.load_count(n) == before[n] + (0 if before[n] else 1) for n in names)
     loads = MODELS.load_count()
     second = fn(images, dict(PARAMS))
+    if modality == "pose":
+        second, second_keypoints = second
+        assert second_keypoints == keypoints
     assert torch.equal(first, second)  # deterministic
     assert MODELS.load_count() == loads  # the second run reused the loaded networks
 

@@ -231,8 +231,8 @@ def test_grayscale_with_remove_background_runs_the_model_and_composites_on_black
 
     raw = torch.cat([images(2), torch.ones(2, 37, 53, 1)], dim=-1)  # RGBA, as LoadImage may give
     params = {"factor": 1.0, "min_threshold": 0, "max_threshold": 255}
-    plain = run_local(raw, "grayscale", {**params, "remove_background": False})
-    removed = run_local(raw, "grayscale", {**params, "remove_background": True})
+    plain = run_local(raw, "grayscale", {**params, "remove_background": False}).maps
+    removed = run_local(raw, "grayscale", {**params, "remove_background": True}).maps
     alpha = td.remove_background(raw[..., :3].contiguous())
 
     assert removed.shape == (2, 37, 53, 3)

@@ -24,7 +24,7 @@ def scene(height: int = 96, width: int = 128) -> torch.Tensor:
 
 def test_canny_equals_cv2_canny_of_the_luma():
     images = torch.cat([scene(), torch.rand(1, 96, 128, 3, generator=torch.Generator().manual_seed(0))])
-    out = run_local(images, "canny", {"low_threshold": 40, "high_threshold": 120})
+    out = run_local(images, "canny", {"low_threshold": 40, "high_threshold": 120}).maps
     for index in range(2):
         expected = cv2.Canny(gray_u8(images[index].numpy()), 40, 120)
         assert np.array_equal((out[index, :, :, 0].numpy() * 255).round().astype(np.uint8), expected)
@@ -33,8 +33,8 @@ def test_canny_equals_cv2_canny_of_the_luma():
 
 def test_canny_thresholds_change_the_result():
     noise = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(1))
-    many = run_local(noise, "canny", {"low_threshold": 10, "high_threshold": 30}).mean()
-    few = run_local(noise, "canny", {"low_threshold": 200, "high_threshold": 255}).mean()
+    many = run_local(noise, "canny", {"low_threshold": 10, "high_threshold": 30}).maps.mean()
+    few = run_local(noise, "canny", {"low_threshold": 200, "high_threshold": 255}).maps.mean()
     assert many > few
 
 
@@ -51,7 +51,7 @@ def test_grayscale_levels_maths():
 
 
 def test_grayscale_through_the_runner_is_gray_and_sized():
-    out = run_local(scene(), "grayscale", {"factor": 1.0, "min_threshold": 0, "max_threshold": 255})
+    out = run_local(scene(), "grayscale", {"factor": 1.0, "min_threshold": 0, "max_threshold": 255}).maps
     assert out.shape == (1, 96, 128, 3)
     assert torch.equal(out[..., 0], out[..., 1])
     expected = gray_u8(scene()[0].numpy())
@@ -60,7 +60,7 @@ def test_grayscale_through_the_runner_is_gray_and_sized():
 
 @pytest.mark.parametrize("modality", ["mlsd", "scribble", "sketch"])
 def test_line_detectors_draw_white_strokes_on_black(modality):
-    out = run_local(scene(), modality, {})
+    out = run_local(scene(), modality, {}).maps
     assert out.shape == (1, 96, 128, 3)
     channel = out[0, :, :, 0]
     white = float((channel > 0.5).float().mean())
@@ -75,7 +75,7 @@ def test_line_detectors_draw_white_strokes_on_black(modality):
 def test_mlsd_keeps_long_straight_segments_only():
     canvas = np.full((128, 128, 3), 255, np.uint8)
     cv2.line(canvas, (10, 64), (118, 64), (0, 0, 0), 3)
-    out = run_local(torch.from_numpy(canvas.astype(np.float32) / 255)[None], "mlsd", {})
+    out = run_local(torch.from_numpy(canvas.astype(np.float32) / 255)[None], "mlsd", {}).maps
     rows = np.where(out[0, :, :, 0].numpy().max(axis=1) > 0.5)[0]
     assert rows.size and rows.min() >= 58 and rows.max() <= 70
 
@@ -84,7 +84,7 @@ def test_mlsd_keeps_long_straight_segments_only():
 @pytest.mark.parametrize("shape", [(1, 1, 1, 3), (1, 2, 3, 3), (3, 17, 5, 4), (2, 40, 30, 1), (31, 23, 3)])
 def test_any_shape_gives_same_size_three_channel_maps(modality, shape):
     images = torch.rand(*shape, generator=torch.Generator().manual_seed(2))
-    out = run_local(images, modality, {})
+    out = run_local(images, modality, {}).maps
     batch = 1 if len(shape) == 3 else shape[0]
     assert out.shape == (batch, shape[-3], shape[-2], 3)
     assert out.dtype == torch.float32 and float(out.min()) >= 0 and float(out.max()) <= 1
@@ -96,7 +96,7 @@ def test_nan_and_out_of_range_pixels_are_handled(modality):
     images[0, :10, :10] = float("nan")
     images[0, 10:20, :10] = 3.0
     images[0, 20:30, :10] = -2.0
-    out = run_local(images, modality, {})
+    out = run_local(images, modality, {}).maps
     assert torch.isfinite(out).all() and float(out.min()) >= 0 and float(out.max()) <= 1
 
 
@@ -104,13 +104,13 @@ def test_nan_and_out_of_range_pixels_are_handled(modality):
 def test_alpha_channel_does_not_change_the_map_and_runs_are_deterministic(modality):
     rgb = scene()
     rgba = torch.cat([rgb, torch.zeros_like(rgb[..., :1])], dim=-1)
-    assert torch.equal(run_local(rgb, modality, {}), run_local(rgba, modality, {}))
-    assert torch.equal(run_local(rgb, modality, {}), run_local(rgb, modality, {}))
+    assert torch.equal(run_local(rgb, modality, {}).maps, run_local(rgba, modality, {}).maps)
+    assert torch.equal(run_local(rgb, modality, {}).maps, run_local(rgb, modality, {}).maps)
 
 
 def test_batch_order_is_kept():
     images = torch.cat([scene(), torch.zeros(1, 96, 128, 3), scene()])
-    out = run_local(images, "canny", {})
+    out = run_local(images, "canny", {}).maps
     assert torch.equal(out[0], out[2]) and float(out[1].max()) == 0
 
 
@@ -125,5 +125,5 @@ def test_run_detect_errors_are_actionable():
 
 def test_large_image_runs_at_full_size():
     images = torch.rand(1, 2048, 3072, 3, generator=torch.Generator().manual_seed(3))
-    out = run_local(images, "canny", {})
+    out = run_local(images, "canny", {}).maps
     assert out.shape == (1, 2048, 3072, 3)

@@ -94,10 +94,17 @@ def test_each_modality_end_to_end(comfy_server: ComfyServer, fake: FakeScenario,
 
 
 def test_batch_of_4_runs_four_jobs_in_order(comfy_server: ComfyServer, fake: FakeScenario) -> None:
+    import json
+
     name = _upload(comfy_server, 11)
-    history = comfy_server.run(_graph(comfy_server, name, batch=4))
+    graph = _graph(comfy_server, name, batch=4)
+    graph["5"] = {"class_type": "PreviewAny", "inputs": {"source": ["2", 2]}}  # the pose_keypoint output
+    history = comfy_server.run(graph)
     assert len(comfy_server.output_images(history)) == 4
     assert len(fake.billed_jobs) == 4
+    # The API returns only images: one entry per map, no people, the map's size as canvas.
+    keypoints = json.loads(history["outputs"]["5"]["text"][0])
+    assert keypoints == [{"canvas_width": 120, "canvas_height": 90, "people": []}] * 4
     assert any("cost 8 CU" in line for line in history["outputs"]["2"]["text"])
 
 

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from .models import MODELS, Loaded, default_chunk, fit_size, from_model, run_chunks, to_model
 from .pose_drawing import draw_people
+from .pose_keypoints import PoseKeypointFrame, frame_entry, person_entry
 from .weights import WeightFile, load_state_dict, weight_path
 
 ANNOTATORS = "lllyasviel/Annotators"
@@ -345,7 +346,49 @@ def confident_keypoints(person: Any, threshold: float, height: int, width: int) 
     ]
 
 
-def _pose(images: torch.Tensor, params: dict[str, Any], hands_and_face: bool) -> torch.Tensor:
+def _body_array(person: Any, net_size: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """controlnet-aux body keypoints (network pixels, with scores) -> ``[18, 3]`` in input pixels."""
+    sy, sx = size[0] / net_size[0], size[1] / net_size[1]
+    return np.array(
+        [(k.x * sx, k.y * sy, k.score) if k is not None else (0.0, 0.0, 0.0) for k in person.keypoints], np.float64
+    ).reshape(-1, 3)
+
+
+def _part_array(points: Any, size: tuple[int, int]) -> np.ndarray | None:
+    """Hand or face points (normalised 0..1, not positive = not found, no score) -> ``[n, 3]`` input pixels.
+
+    controlnet-aux gives hand and face peaks no confidence; a found point counts as 1, as in its JSON.
+    """
+    if not points:
+        return None
+    return np.array(
+        [(p.x * size[1], p.y * size[0], 1.0) if p.x > 0 and p.y > 0 else (0.0, 0.0, 0.0) for p in points], np.float64
+    )
+
+
+def pose_frame(
+    people: list[tuple[Any, Any, Any, Any]], threshold: float, net_size: tuple[int, int], size: tuple[int, int]
+) -> PoseKeypointFrame:
+    """One POSE_KEYPOINT entry from controlnet-aux results at ``net_size`` (h, w) for an input of ``size``.
+
+    ``people`` holds (body, left hand, right hand, face) as the estimators return them: the body in
+    network pixels with scores, hands and face normalised. Coordinates become input-image pixels,
+    the positions our map shows once resized back; a body point under ``threshold`` is 0, 0, 0, like
+    the drawing leaves it out.
+    """
+    entries = [
+        person_entry(
+            _body_array(body, net_size, size), threshold, face=_part_array(face, size),
+            left_hand=_part_array(left, size), right_hand=_part_array(right, size),
+        )
+        for body, left, right, face in people
+    ]
+    return frame_entry(size[1], size[0], entries)
+
+
+def _pose(
+    images: torch.Tensor, params: dict[str, Any], hands_and_face: bool
+) -> tuple[torch.Tensor, list[PoseKeypointFrame]]:
     _need_aux()
     op = aux("open_pose")
     body = _estimator(
@@ -363,32 +406,36 @@ def _pose(images: torch.Tensor, params: dict[str, Any], hands_and_face: bool) ->
     threshold = float(params.get("keypoint_threshold", 0.3))
     height, width = images.shape[1:3]
     size = fit_size(height, width, _res(params), 1)
+    keypoints: list[PoseKeypointFrame] = []
 
     def draw_one(frame: np.ndarray) -> np.ndarray:
         rgb = cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_AREA)
         bgr = np.ascontiguousarray((np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)[:, :, ::-1])
         candidate, subset = body(bgr)
-        people = []
+        found = []
         for person in body.format_body_result(candidate, subset):
             left = right = face_points = None
             if hands_and_face:
                 left, right = detector.detect_hands(person, bgr)
                 face_points = detector.detect_face(person, bgr)
-            people.append((confident_keypoints(person, threshold, size[0], size[1]), left, right, face_points))
-        return draw_people(people, size[0], size[1])
+            found.append((person, left, right, face_points))
+        keypoints.append(pose_frame(found, threshold, size, (height, width)))
+        drawn = [(confident_keypoints(p, threshold, size[0], size[1]), lh, rh, fc) for p, lh, rh, fc in found]
+        return draw_people(drawn, size[0], size[1])
 
     def run(chunk: torch.Tensor) -> torch.Tensor:
         maps = np.stack([draw_one(frame) for frame in chunk.numpy()])
         return from_model(torch.from_numpy(maps).permute(0, 3, 1, 2).float() / 255.0, height, width)
 
-    return run_chunks(images, _chunk(params), run)  # one image at a time inside anyway
+    maps = run_chunks(images, _chunk(params), run)  # one image at a time inside anyway; in batch order
+    return maps, keypoints
 
 
-def pose_body(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
-    """OpenPose body skeleton (18 keypoints), drawn in OpenPose colours on black."""
+def pose_body(images: torch.Tensor, params: dict[str, Any]) -> tuple[torch.Tensor, list[PoseKeypointFrame]]:
+    """OpenPose body skeleton (18 keypoints), drawn in OpenPose colours on black, and its keypoints."""
     return _pose(images, params, hands_and_face=False)
 
 
-def pose_full(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
-    """OpenPose body, hands and face."""
+def pose_full(images: torch.Tensor, params: dict[str, Any]) -> tuple[torch.Tensor, list[PoseKeypointFrame]]:
+    """OpenPose body, hands and face, drawn and as keypoints."""
     return _pose(images, params, hands_and_face=True)

@@ -6,10 +6,14 @@ One entry per image::
      "people": [{"pose_keypoints_2d": [x, y, c] * 18, "face_keypoints_2d": [x, y, c] * 70,
                  "hand_left_keypoints_2d": [x, y, c] * 21, "hand_right_keypoints_2d": [x, y, c] * 21}]}
 
-Coordinates are pixels of the *input* image (W x H), whatever size the network ran at. A point that
-is missing or under ``keypoint_threshold`` is ``0, 0, 0``, so every consumer that skips ``c == 0``
-agrees with our drawing. A part the method did not look for or did not find (hands and face of a
-body-only method) is ``None``, as comfyui_controlnet_aux writes it.
+Coordinates are pixels of the *input* image (W x H), whatever size the network ran at, as ComfyUI
+core's SDPose nodes write them. A point that is missing or under ``keypoint_threshold`` is
+``0, 0, 0``, so every consumer that skips ``c == 0`` agrees with our drawing.
+
+A part the method did not look for or did not find (hands and face of a body-only method) is a full
+list of zeros, not ``None`` or ``[]``: core's ``SDPoseDrawKeypoints`` reshapes the face and both hands
+to ``(n, 3)`` unconditionally (``None``/``[]`` would crash it), its face-box node skips an all-zero
+face, and comfyui_controlnet_aux's decoder reads zero confidence as "not detected".
 
 Every pose method builds its entries here, so the shape has one definition.
 """
@@ -27,28 +31,27 @@ HAND_POINTS = 21
 PoseKeypointFrame = dict[str, Any]
 
 
-def flat_points(points: np.ndarray | None, count: int, threshold: float) -> list[float] | None:
-    """``[count, 3]`` (x, y, confidence) in input pixels -> the flat list; ``None`` passes through.
+def flat_points(points: np.ndarray | None, count: int, threshold: float) -> list[float]:
+    """``[count, 3]`` (x, y, confidence) in input pixels -> the flat list of ``3 * count`` floats.
 
-    Rows under ``threshold``, non-finite rows and rows missing from a short array become 0, 0, 0.
+    Rows under ``threshold``, non-finite rows, rows missing from a short array and every row of
+    ``None`` (the part was not looked for or not found) become 0, 0, 0.
     """
-    if points is None:
-        return None
-    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
     out = np.zeros((count, 3), dtype=np.float64)
-    rows = points[:count]
-    keep = np.isfinite(rows).all(axis=1) & (rows[:, 2] >= threshold) & (rows[:, 2] > 0)
-    out[: len(rows)][keep] = rows[keep]
+    if points is not None:
+        rows = np.asarray(points, dtype=np.float64).reshape(-1, 3)[:count]
+        keep = np.isfinite(rows).all(axis=1) & (rows[:, 2] >= threshold) & (rows[:, 2] > 0)
+        out[: len(rows)][keep] = rows[keep]
     return [float(v) for v in out.reshape(-1)]
 
 
 def person_entry(
-    body: np.ndarray,
+    body: np.ndarray | None,
     threshold: float,
     face: np.ndarray | None = None,
     left_hand: np.ndarray | None = None,
     right_hand: np.ndarray | None = None,
-) -> dict[str, list[float] | None]:
+) -> dict[str, list[float]]:
     """One person; each part is ``[n, 3]`` (x, y, confidence) in input-image pixels, or None."""
     return {
         "pose_keypoints_2d": flat_points(body, BODY_POINTS, threshold),
