@@ -185,7 +185,7 @@ MODALITIES: dict[str, Modality] = {
             local_methods=(
                 LocalMethod("dwpose", "DWPose body, hands and face drawn as OpenPose (YOLOX-l + RTMPose-l "
                             "TorchScript, 2 files, 352 MB, downloaded on first use; Apache-2.0).",
-                            "dwpose:pose_dwpose", needs_weights=True),
+                            "dwpose:pose_dwpose", needs_weights=True, download="352 MB"),
                 LocalMethod("openpose_body", "OpenPose body skeleton (body_pose_model.pth, 209 MB, "
                             "downloaded on first use).", f"{_AUX}:pose_body", needs_weights=True, download="209 MB"),
                 LocalMethod("openpose_full", "OpenPose body, hands and face (three files, 510 MB, "

@@ -291,12 +291,13 @@ def test_openpose_conversion_matches_controlnet_aux_wholebody(monkeypatch: pytes
 def test_run_local_draws_people_where_they_are_on_a_non_square_image(models_dir: Path) -> None:
     rgb = _figure(240, 480)
     images = torch.from_numpy(rgb).float()[None] / 255.0
-    maps = run_local(images, "pose", {"keypoint_threshold": 0.0, "resolution": 120})
+    maps, from_run_local = run_local(images, "pose", {"keypoint_threshold": 0.0, "resolution": 120})
     assert maps.shape == (1, 240, 480, 3) and maps.dtype == torch.float32
     assert float(maps.max()) > 0.5  # something is drawn ...
     assert float(maps[0, :, 300:].max()) == 0.0  # ... around the figure (left), nothing at the far right
     again, keypoints = dwpose.pose_dwpose(images, {"keypoint_threshold": 0.0, "resolution": 120})
     assert torch.equal(again, maps)
+    assert from_run_local == keypoints  # the node's pose_keypoint output carries DWPose's keypoints
     frame = keypoints[0]
     assert (frame["canvas_width"], frame["canvas_height"]) == (480, 240)
     assert frame["people"]
