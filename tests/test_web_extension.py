@@ -377,7 +377,8 @@ def test_saved_workflow_with_a_method_not_offered_loads_and_says_what_to_pick(
     combo = _method_combo(ui, loaded)
     assert combo["value"] == "opencv_canny"  # loaded as saved, not silently changed
     assert combo["values"] == list(local_method_choices()["pose"])
-    assert combo["shown"] == "⚠ pick auto, openpose_body, openpose_full (opencv_canny is not a pose method)"
+    offered = ", ".join(local_method_choices()["pose"])  # auto, then the pose methods of the table
+    assert combo["shown"] == f"⚠ pick {offered} (opencv_canny is not a pose method)"
     ui.screenshot_node(loaded, SHOTS / "detect_method_not_offered.png")
 
     # Queued as is, the server says the same (the node definition still accepts every method name).
