@@ -34,6 +34,7 @@ CASES = [
     ("lineart_anime", "lineart_anime", ad.lineart_anime, ["lineart_anime"]),
     ("pose", "openpose_body", ad.pose_body, ["openpose_body"]),
     ("pose", "openpose_full", ad.pose_full, ["openpose_body", "openpose_hand", "openpose_face"]),
+    ("normal", "normal_bae", ad.normal_bae, ["normal_bae"]),
 ]
 # Small inputs and a small network resolution keep the suite quick on two cores; the full-size
 # path is the same code with other numbers (see benchmarks/bench_models.py).
@@ -179,6 +180,7 @@ def _reference(method: str):
         "lineart": ("lineart", "sk_model.pth", ad.build_lineart),
         "lineart_coarse": ("lineart_coarse", "sk_model2.pth", ad.build_lineart),
         "lineart_anime": ("lineart_anime", "netG.pth", ad.build_lineart_anime),
+        "normal_bae": ("normal_bae", "scannet.pt", ad.build_normal_bae),
     }[method]
     module = MODELS.get(net[0], root / net[1], net[2], device=torch.device("cpu")).module
     return {
@@ -188,6 +190,7 @@ def _reference(method: str):
         "lineart": lambda: (ca.LineartDetector(module, module), {}),
         "lineart_coarse": lambda: (ca.LineartDetector(module, module), {"coarse": True}),
         "lineart_anime": lambda: (ca.LineartAnimeDetector(module), {}),
+        "normal_bae": lambda: (ca.NormalBaeDetector(module), {}),
     }[method]()
 
 
@@ -265,3 +268,33 @@ def test_body_drawing_matches_openpose_reference() -> None:
     ref = op.util.draw_bodypose(np.zeros((240, 320, 3), np.uint8), points)
     assert ref.any()
     assert float(np.mean(np.any(ours != ref, axis=-1))) < 0.005  # ellipse rasterising at the edges
+
+
+def test_normal_bae_matches_controlnet_aux_reference(models_dir: Path) -> None:
+    """BAE normals against controlnet-aux's NormalBaeDetector on the same stand-in weights, at 256 px
+    (no resizing on either side): ImageNet normalisation, the finest prediction, (n + 1) / 2 colours."""
+    image = _image(batch=1, height=256, width=256)
+    u8 = _u8(image)
+    quantised = torch.from_numpy(u8.astype(np.float32) / 255.0)[None]  # the reference sees uint8
+    ours = ad.normal_bae(quantised, {"resolution": 256})[0].numpy()
+    detector, _ = _reference("normal_bae")
+    ref = detector(u8, detect_resolution=256, image_resolution=256, output_type="np").astype(np.float32) / 255.0
+    assert ref.shape == ours.shape and ref.std() > 0.01
+    assert float(np.abs(ours - ref).max()) <= 1.01 / 255.0  # the reference truncates to uint8
+
+
+def test_bae_and_depth_normals_share_one_rgb_convention() -> None:
+    """A sphere's unit normals in BAE's axes (X left, Y up, Z towards the viewer) coloured by the BAE
+    path give the colours the depth-derived path gives the same sphere's height field."""
+    from scenario_detect.nodes.local import depth_maps
+
+    size, radius = 101, 40.0
+    axis = torch.arange(size, dtype=torch.float32) - size // 2
+    dy, dx = torch.meshgrid(axis, axis, indexing="ij")  # dx right, dy down
+    height = torch.sqrt((radius**2 - dx**2 - dy**2).clamp_min(0.0))
+    unit = torch.stack([-dx, -dy, height]) / radius  # (left, up, viewer) = (-right, -down, viewer)
+    bae = depth_maps.normal_rgb(unit).permute(1, 2, 0)
+    from_depth = depth_maps.normals_from_height(height[None])[0]
+    inside = dx**2 + dy**2 < (0.7 * radius) ** 2
+    assert float((bae - from_depth).abs()[inside].max()) < 0.01
+    assert bae[50, 10, 0] > 0.7 and bae[10, 50, 1] > 0.7  # left side is red, top is green

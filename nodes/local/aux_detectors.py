@@ -9,8 +9,9 @@ not a widget), run in chunks (``params.get("chunk")``, default ``models.default_
 Only the network classes come from controlnet-aux; the weights are found or downloaded by
 ``weights.py`` (never ``hf_hub_download``), read with ``torch.load(weights_only=True)`` and loaded
 with ``strict=True``; networks are cached by ``models.MODELS``. Importing any controlnet_aux
-submodule runs its package ``__init__`` (every detector, ~4-6 s and several hundred MB), so the
-import happens inside the first call, never when ComfyUI loads the pack.
+submodule would run its package ``__init__`` (every detector, ~3 s and 250 MB): ``aux`` defers that
+``__init__`` and loads only the submodule a method needs, inside its first call, never when ComfyUI
+loads the pack.
 
 Weights (all from https://huggingface.co/lllyasviel/Annotators) are described in ``WEIGHTS``.
 """
@@ -18,7 +19,10 @@ Weights (all from https://huggingface.co/lllyasviel/Annotators) are described in
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.util
+import sys
+import threading
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -29,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .depth_maps import normal_rgb
 from .models import MODELS, Loaded, default_chunk, fit_size, from_model, run_chunks, to_model
 from .pose_drawing import draw_people
 from .weights import WeightFile, load_state_dict, weight_path
@@ -43,6 +48,7 @@ LINEART_ANIME = WeightFile(ANNOTATORS, "netG.pth", "anime lineart generator", "2
 OPENPOSE_BODY = WeightFile(ANNOTATORS, "body_pose_model.pth", "OpenPose body", "209 MB")
 OPENPOSE_HAND = WeightFile(ANNOTATORS, "hand_pose_model.pth", "OpenPose hand", "147 MB")
 OPENPOSE_FACE = WeightFile(ANNOTATORS, "facenet.pth", "OpenPose face", "154 MB")
+NORMAL_BAE = WeightFile(ANNOTATORS, "scannet.pt", "BAE surface normals (ScanNet)", "291 MB")
 
 WEIGHTS: tuple[WeightFile, ...] = (
     MLSD,
@@ -54,15 +60,64 @@ WEIGHTS: tuple[WeightFile, ...] = (
     OPENPOSE_BODY,
     OPENPOSE_HAND,
     OPENPOSE_FACE,
+    NORMAL_BAE,
 )
 
 
+_IMPORT_LOCK = threading.RLock()
+
+
+def _defer_package_init(name: str) -> None:
+    """Register package ``name`` in ``sys.modules`` WITHOUT running its ``__init__`` yet.
+
+    ``controlnet_aux/__init__.py`` imports every detector it has (~3 s and 250 MB: timm, DWPose,
+    SAM, ...), and Python runs a package's ``__init__`` before any submodule of it. A network class
+    lives in a submodule that imports only its siblings and ``controlnet_aux.util``, so the package
+    is registered as a module object with the real ``__spec__`` and ``__path__`` (submodules are
+    found as usual) whose ``__init__`` runs on the first attribute it lacks (``controlnet_aux.
+    HEDdetector`` still works for any other code in the process: PEP 562 ``__getattr__``).
+    Only a package nobody imported yet is touched.
+    """
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None or spec.submodule_search_locations is None:
+        return  # not a regular package on disk: let the normal import run (and fail clearly)
+    package = importlib.util.module_from_spec(spec)
+
+    def complete(attribute: str) -> Any:
+        missing = AttributeError(f"module {name!r} has no attribute {attribute!r}")
+        if attribute.startswith("__") and attribute not in ("__all__", "__version__"):
+            raise missing
+        if importlib.machinery.PathFinder.find_spec(f"{name}.{attribute}", package.__path__) is not None:
+            # A submodule (``from . import util``): the import system loads it when this lookup fails;
+            # running the __init__ here would re-enter the half-imported module that asked.
+            raise missing
+        with _IMPORT_LOCK:
+            if package.__dict__.get("__getattr__") is complete:
+                del package.__dict__["__getattr__"]  # before running it: its own lookups must not come back here
+                spec.loader.exec_module(package)
+        return getattr(package, attribute)
+
+    package.__getattr__ = complete  # type: ignore[attr-defined]
+    sys.modules[name] = package
+
+
 def aux(module: str) -> ModuleType:
-    """``controlnet_aux.<module>``, or an error that says how to install it."""
+    """``controlnet_aux.<module>``, or an error that says how to install it.
+
+    Only ``<module>`` and what it imports are loaded: the package ``__init__`` of each parent
+    (``controlnet_aux``, ``controlnet_aux.pidi`` for ``pidi.model``) is deferred, see
+    ``_defer_package_init``. ``aux("")`` is the whole package, as a plain import gives it.
+    """
+    full = f"controlnet_aux.{module}" if module else "controlnet_aux"
     try:
-        with warnings.catch_warnings():
+        with _IMPORT_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # timm / torch.jit deprecation noise from its __init__
-            return importlib.import_module(f"controlnet_aux.{module}" if module else "controlnet_aux")
+            parts = full.split(".")
+            for depth in range(1, len(parts)):
+                _defer_package_init(".".join(parts[:depth]))
+            return importlib.import_module(full)
     except ImportError as exc:
         raise RuntimeError(
             "this local method needs the package controlnet-aux (in this pack's requirements.txt): "
@@ -282,6 +337,63 @@ def lineart_anime(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
     def run(chunk: torch.Tensor) -> torch.Tensor:
         out = loaded.module(to_model(chunk, size, loaded) * 2.0 - 1.0).float()
         return from_model(1.0 - (out * 0.5 + 0.5).clamp(0, 1), height, width)
+
+    return run_chunks(images, _chunk(params, loaded), run)
+
+
+# --- BAE surface normals (ControlNet 1.1 normalbae's annotator) --------------------------------
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def bae_network() -> torch.nn.Module:
+    """Bae et al.'s NNET (EfficientNet-B5 encoder, BN decoder, the 'scannet' configuration), untrained.
+
+    The encoder is built from the EfficientNet code controlnet-aux ships (``torch.hub.load`` on
+    that local folder with ``pretrained=False``): no download, no timm.
+    """
+    import contextlib
+    import io
+    import types
+
+    args = types.SimpleNamespace(
+        mode="client", architecture="BN", pretrained="scannet", sampling_ratio=0.4, importance_ratio=0.7
+    )
+    nnet = aux("normalbae.nets.NNET")
+    with contextlib.redirect_stdout(io.StringIO()):  # its encoder prints "Loading base model ()...Done."
+        return nnet.NNET(args)
+
+
+def build_normal_bae(path: Path) -> torch.nn.Module:
+    """The release file is ``{"model": state_dict}`` saved from a DataParallel model (``module.`` keys)."""
+    state = load_state_dict(path)
+    state = state.get("model", state)
+    return _strict(bae_network(), _strip_prefix(state, "module."), path)
+
+
+def bae_normals(loaded: Loaded, images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Unit normals [b,3,h,w] (-1..1; X left, Y up, Z towards the viewer) for RGB images seen at ``size``.
+
+    The finest of the network's four predictions (full resolution); its fourth channel is the
+    uncertainty, dropped.
+    """
+    x = to_model(images, size, loaded)
+    mean = torch.tensor(_IMAGENET_MEAN, device=x.device, dtype=x.dtype)[:, None, None]
+    std = torch.tensor(_IMAGENET_STD, device=x.device, dtype=x.dtype)[:, None, None]
+    predictions = loaded.module((x - mean) / std)[0]
+    return predictions[-1][:, :3].float()
+
+
+def normal_bae(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+    """BAE normals as ControlNet's normalbae model was trained on: RGB = (n + 1) / 2, no renormalising."""
+    _need_aux()
+    loaded = MODELS.get("normal_bae", weight_path(NORMAL_BAE), build_normal_bae)
+    height, width = images.shape[1:3]
+    size = fit_size(height, width, _res(params), 32)  # EfficientNet downsamples by 32
+
+    def run(chunk: torch.Tensor) -> torch.Tensor:
+        return from_model(normal_rgb(bae_normals(loaded, chunk, size)), height, width)
 
     return run_chunks(images, _chunk(params, loaded), run)
 
