@@ -298,3 +298,51 @@ def test_bae_and_depth_normals_share_one_rgb_convention() -> None:
     inside = dx**2 + dy**2 < (0.7 * radius) ** 2
     assert float((bae - from_depth).abs()[inside].max()) < 0.01
     assert bae[50, 10, 0] > 0.7 and bae[10, 50, 1] > 0.7  # left side is red, top is green
+
+
+# A fresh process runs one method, then reports what it imported on top of torch and the pack.
+FIRST_RUN_PROBE = r"""
+import json, sys
+import torch
+from scenario_detect.nodes.local import run_local
+before = set(sys.modules)
+run_local(torch.rand(1, 64, 64, 3), sys.argv[1], {"resolution": 64}, method=sys.argv[2])
+added = sorted(set(sys.modules) - before)
+import controlnet_aux  # what other code in the process sees: the whole package, on demand
+complete = hasattr(controlnet_aux, "HEDdetector") and hasattr(controlnet_aux.pidi, "PidiNetDetector")
+print(json.dumps({"added": added, "complete": complete}))
+"""
+OTHER_LIBRARIES = ["timm", "mediapipe", "skimage", "matplotlib", "scipy", "einops", "huggingface_hub",
+                   "transformers", "onnxruntime", "torchvision"]
+
+
+@pytest.mark.parametrize(
+    ("modality", "method", "own"),
+    [
+        ("scribble", "pidinet_scribble", {"controlnet_aux", "controlnet_aux.pidi", "controlnet_aux.pidi.model"}),
+        ("normal", "normal_bae", {"controlnet_aux", "controlnet_aux.normalbae", "controlnet_aux.normalbae.nets",
+                                  "controlnet_aux.normalbae.nets.NNET", "controlnet_aux.normalbae.nets.submodules",
+                                  "controlnet_aux.normalbae.nets.submodules.encoder",
+                                  "controlnet_aux.normalbae.nets.submodules.decoder",
+                                  "controlnet_aux.normalbae.nets.submodules.submodules"}),
+    ],
+)
+def test_first_run_imports_only_its_own_network(models_dir: Path, modality: str, method: str, own: set[str]) -> None:
+    """Cold start: a model-backed method's first run in a fresh process imports its own network's
+    modules, not controlnet_aux's package __init__ (every detector: DWPose, SAM, timm, mediapipe...).
+    Other code importing controlnet_aux afterwards still gets the whole package."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", FIRST_RUN_PROBE, modality, method],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ),  # the fixture's models folder, offline
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    detectors = {name for name in report["added"] if name.startswith("controlnet_aux")}
+    assert detectors == own
+    assert [name for name in report["added"] if name.split(".")[0] in OTHER_LIBRARIES] == []
+    assert report["complete"]

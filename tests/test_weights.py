@@ -1,103 +1,38 @@
 """Weight resolution: models folder, Hugging Face cache, controlnet_aux ckpts, download, offline error.
 
 Downloads go through huggingface_hub to a real HTTP server on 127.0.0.1 (``HF_ENDPOINT`` points
-there) that answers like the hub: ``HEAD``/``GET /<org>/<repo>/resolve/main/<file>`` with
-``X-Repo-Commit``, the ETag (the SHA-256 for large files, in ``X-Linked-Etag``), sizes, ``Range``
-requests, a redirect to a CDN on another host name, 404 for a missing file. The file name picks a
-behaviour; ``flaky`` files drop the connection half-way through the first transfer.
+there) that answers like the hub (``tests/fake_hub.py``: ETags, sizes, ``Range`` requests, a
+redirect to a CDN on another host name, 404s); the file name picks a behaviour.
 """
 
 from __future__ import annotations
 
-import hashlib
-import http.server
 import os
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from fake_hub import FakeHub
 
 from scenario_detect.nodes.local import weights
 from scenario_detect.nodes.local.weights import WeightFile, WeightsUnavailable
 
 SPEC = WeightFile("someorg/somerepo", "tiny_model.pth", "test network", "1 MB")
 PAYLOAD = os.urandom(300_000)
-SHA = hashlib.sha256(PAYLOAD).hexdigest()
 # The "flaky" file: larger than huggingface_hub's 10 MB read chunk, so the bytes before the cut reach
 # the disk (it resumes from the last chunk it wrote) like a real multi-hundred-MB download's do.
 LARGE = os.urandom(24 << 20)
-COMMIT = "c0ffee" + "0" * 34
 
-
-class _Hub(http.server.BaseHTTPRequestHandler):
-    """Routes: /<org>/<repo>/resolve/main/<file> and /cdn/<file>; the file name picks the behaviour."""
-
-    protocol_version = "HTTP/1.1"  # keep-alive, Content-Length framing: a cut body is visible as such
-    hits: list[tuple[str, str, str]] = []  # (method, path, Range header)
-
-    def log_message(self, *args: object) -> None:  # keep pytest output clean
-        pass
-
-    def do_HEAD(self) -> None:  # noqa: N802 (http.server's naming)
-        self._route(body=False)
-
-    def do_GET(self) -> None:  # noqa: N802
-        self._route(body=True)
-
-    def _route(self, body: bool) -> None:
-        _Hub.hits.append((self.command, self.path, self.headers.get("Range", "")))
-        name = self.path.rsplit("/", 1)[-1]
-        payload = LARGE if "flaky" in name else PAYLOAD
-        etag = "0" * 64 if "corrupt" in name else hashlib.sha256(payload).hexdigest()
-        if "missing" in name:
-            return self._reply(404, b"", {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": COMMIT}, body)
-        if "redirect" in name and not self.path.startswith("/cdn/"):
-            # The hub answers an LFS file with a redirect to its CDN, on another host name.
-            port = self.server.server_address[1]
-            headers = {"Location": f"http://localhost:{port}/cdn/{name}", "X-Repo-Commit": COMMIT,
-                       "X-Linked-Etag": f'"{etag}"', "X-Linked-Size": str(len(payload))}
-            return self._reply(302, b"", headers, body)
-        headers = {"X-Repo-Commit": COMMIT, "X-Linked-Etag": f'"{etag}"', "ETag": f'"{etag}"',
-                   "Accept-Ranges": "bytes"}
-        ranged = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
-        if body and ranged:
-            start = int(ranged.group(1))
-            headers["Content-Range"] = f"bytes {start}-{len(payload) - 1}/{len(payload)}"
-            return self._reply(206, payload[start:], headers, body)
-        if body and "flaky" in name:
-            # Announce the whole file, send half, close: the client must resume from that byte.
-            self.send_response(200)
-            for key, value in {**headers, "Content-Length": str(len(payload))}.items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(payload[: len(payload) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-            self.connection.shutdown(2)
-            return None
-        return self._reply(200, payload, headers, body)
-
-    def _reply(self, status: int, content: bytes, headers: dict[str, str], body: bool) -> None:
-        self.send_response(status)
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(content) if status != 302 else 0))
-        self.end_headers()
-        if body and status != 302:
-            self.wfile.write(content)
+HUB = FakeHub(default=PAYLOAD)
+HUB.files["someorg/somerepo/flaky.pth"] = LARGE
 
 
 @pytest.fixture(scope="module")
 def hub() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hub)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with HUB.serve() as url:
+        yield url
 
 
 @pytest.fixture
@@ -203,10 +138,10 @@ def test_download_into_models_folder(env: Path, monkeypatch: pytest.MonkeyPatch,
     assert path.read_bytes() == PAYLOAD
     assert _real_files(path.parent) == [SPEC.filename]  # no temp file left
     assert not list((path.parent / ".cache").rglob("*.incomplete"))
-    assert ("GET", f"/someorg/somerepo/resolve/main/{SPEC.filename}", "") in _Hub.hits
-    hits = len(_Hub.hits)
+    assert ("GET", f"/someorg/somerepo/resolve/main/{SPEC.filename}", "") in HUB.hits
+    hits = len(HUB.hits)
     assert weights.weight_path(SPEC, models_dir=env / "models") == path  # found, not fetched again
-    assert len(_Hub.hits) == hits
+    assert len(HUB.hits) == hits
 
 
 def test_download_follows_redirect_to_another_host_and_checks_announced_sha(
@@ -215,7 +150,7 @@ def test_download_follows_redirect_to_another_host_and_checks_announced_sha(
     monkeypatch.setenv("HF_ENDPOINT", hub)
     spec = WeightFile("someorg/somerepo", "redirect.pth")
     assert weights.weight_path(spec, models_dir=env / "models").read_bytes() == PAYLOAD
-    assert ("GET", "/cdn/redirect.pth", "") in _Hub.hits  # the body came from the "CDN"
+    assert ("GET", "/cdn/someorg/somerepo/redirect.pth", "") in HUB.hits  # the body came from the "CDN"
 
 
 def test_download_cut_half_way_resumes_from_the_byte_it_had(
@@ -223,10 +158,10 @@ def test_download_cut_half_way_resumes_from_the_byte_it_had(
 ) -> None:
     monkeypatch.setenv("HF_ENDPOINT", hub)
     spec = WeightFile("someorg/somerepo", "flaky.pth")
-    _Hub.hits.clear()
+    HUB.hits.clear()
     path = weights.weight_path(spec, models_dir=env / "models")
     assert path.read_bytes() == LARGE
-    gets = [(route, ranged) for method, route, ranged in _Hub.hits if method == "GET"]
+    gets = [(route, ranged) for method, route, ranged in HUB.hits if method == "GET"]
     # First the whole file (cut after half), then only the rest: a Range request from the last byte
     # written before the cut (huggingface_hub writes in 10 MB chunks).
     assert [route for route, _ in gets] == ["/someorg/somerepo/resolve/main/flaky.pth"] * 2

@@ -89,6 +89,8 @@ def _defer_package_init(name: str) -> None:
         missing = AttributeError(f"module {name!r} has no attribute {attribute!r}")
         if attribute.startswith("__") and attribute not in ("__all__", "__version__"):
             raise missing
+        if f"{name}.{attribute}" in sys.modules:
+            return sys.modules[f"{name}.{attribute}"]
         if importlib.machinery.PathFinder.find_spec(f"{name}.{attribute}", package.__path__) is not None:
             # A submodule (``from . import util``): the import system loads it when this lookup fails;
             # running the __init__ here would re-enter the half-imported module that asked.
@@ -101,6 +103,9 @@ def _defer_package_init(name: str) -> None:
 
     package.__getattr__ = complete  # type: ignore[attr-defined]
     sys.modules[name] = package
+    parent, _, child = name.rpartition(".")
+    if parent in sys.modules:
+        setattr(sys.modules[parent], child, package)  # as the import system does for a subpackage
 
 
 def aux(module: str) -> ModuleType:
