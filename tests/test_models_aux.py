@@ -185,13 +185,22 @@ def _reference(method: str):
     module = MODELS.get(net[0], root / net[1], net[2], device=torch.device("cpu")).module
     return {
         "mlsd_large": lambda: (ca.MLSDdetector(module), {}),
-        "pidinet_scribble": lambda: (ca.PidiNetDetector(module), {"scribble": True}),
+        # Ours folds PiDiNet's difference convolutions into plain ones: the reference gets the
+        # original network, loaded as controlnet-aux's from_pretrained does.
+        "pidinet_scribble": lambda: (ca.PidiNetDetector(_original_pidinet(root / net[1])), {"scribble": True}),
         "hed_scribble": lambda: (ca.HEDdetector(module), {"scribble": True}),
         "lineart": lambda: (ca.LineartDetector(module, module), {}),
         "lineart_coarse": lambda: (ca.LineartDetector(module, module), {"coarse": True}),
         "lineart_anime": lambda: (ca.LineartAnimeDetector(module), {}),
         "normal_bae": lambda: (ca.NormalBaeDetector(module), {}),
     }[method]()
+
+
+def _original_pidinet(path: Path) -> torch.nn.Module:
+    net = ad.aux("pidi.model").pidinet()
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    net.load_state_dict({k.replace("module.", ""): v for k, v in state.items()})
+    return net.eval()
 
 
 PARITY = [c for c in CASES if c[1] in ("mlsd_large", "lineart", "lineart_coarse", "lineart_anime")]
