@@ -4,8 +4,9 @@
 
 Both run warm (the network loaded by a first, untimed call) on the CPU (``SCENARIO_DETECT_DEVICE=cpu``),
 one image per call at ``--size`` x ``--size`` (the networks see it with its short side at their
-default resolution: 512 for BAE, 518 for Depth Anything). Weights are the random stand-ins of
-``tests/random_weights.py`` in the release architectures: speed does not depend on their values.
+default resolution: 512 for BAE, 518 for Depth Anything). Both networks are full-size random copies
+of the real ones (BAE: the stand-in ``scannet.pt`` of ``tests/random_weights.py``; Depth Anything V2
+Small: ``bench_models_transformers.build_full_size``): speed does not depend on the weights' values.
 Prints the median ms per image of each and their ratio.
 """
 
@@ -15,6 +16,7 @@ import argparse
 import os
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,8 +38,13 @@ def main() -> None:
     args = parser.parse_args()
 
     import random_weights
+    from bench_models_transformers import build_full_size
 
-    root = random_weights.models_root()
+    root = Path(tempfile.mkdtemp(prefix="bench-normals-"))
+    build_full_size(root)  # full-size Depth Anything V2 Small (the test folders hold a tiny one)
+    bae = root / "lllyasviel" / "Annotators" / "scannet.pt"
+    bae.parent.mkdir(parents=True)
+    bae.symlink_to(random_weights.models_root() / "lllyasviel" / "Annotators" / "scannet.pt")
     os.environ.update(SCENARIO_DETECT_MODELS_DIR=str(root), SCENARIO_DETECT_OFFLINE="1",
                       HF_HUB_CACHE=str(root / ".empty-hf-cache"), SCENARIO_DETECT_DEVICE="cpu")
     from scenario_detect.nodes.local import run_local
