@@ -70,6 +70,8 @@ def _handler(hub: FakeHub) -> type[http.server.BaseHTTPRequestHandler]:
             hub.hits.append((self.command, self.path, self.headers.get("Range", "")))
             name = self.path.rsplit("/", 1)[-1]
             cdn = self.path.startswith("/cdn/")
+            if not cdn and "/resolve/main/" not in self.path:  # any other hub API (huggingface_hub asks for some)
+                return self._reply(404, b"", {}, body)
             key = self.path[len("/cdn/") :] if cdn else self.path.lstrip("/").replace("/resolve/main/", "/", 1)
             payload = hub.content(key)  # key: "org/repo/file"
             sha = "0" * 64 if "corrupt" in name else hashlib.sha256(payload).hexdigest()

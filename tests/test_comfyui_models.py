@@ -110,7 +110,7 @@ def test_missing_weights_are_downloaded_into_the_models_folder(tmp_path) -> None
                 detect_graph(server, name, modality="scribble", local_method="pidinet_scribble")
             )
             deadline = time.monotonic() + 60
-            while not any(folder.rglob("table5_pidinet.pth*.incomplete")):  # the download has started
+            while not any(folder.rglob("*.incomplete")):  # the download has started (huggingface_hub temp file)
                 assert time.monotonic() < deadline, "the download never started"
                 time.sleep(0.05)
             server.interrupt()
