@@ -95,6 +95,22 @@ def test_missing_weights_error_names_the_file(
     assert str(tmp_path / "empty" / "lllyasviel" / "Annotators") in message
 
 
+def test_missing_weights_error_lists_every_file_of_the_model(
+    models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """openpose_full needs three files: with none on disk, one error names all three (size, URL, folder)."""
+    monkeypatch.setenv("SCENARIO_DETECT_MODELS_DIR", str(tmp_path / "empty"))
+    with pytest.raises(WeightsUnavailable) as caught:
+        run_local(_image(), "pose", {}, method="openpose_full")
+    listed = [line for line in str(caught.value).splitlines() if line.startswith("  - ")]
+    folder = tmp_path / "empty" / "lllyasviel" / "Annotators"
+    assert listed == [
+        f"  - {spec.filename}, {spec.size}: https://huggingface.co/lllyasviel/Annotators/resolve/main/"
+        f"{spec.filename} -> folder {folder}"
+        for spec in (ad.OPENPOSE_BODY, ad.OPENPOSE_HAND, ad.OPENPOSE_FACE)
+    ]
+
+
 def test_wrong_file_is_refused_strictly(models_dir: Path, tmp_path: Path) -> None:
     # A lineart file where the M-LSD file should be: strict loading names the path, no fallback.
     wrong = tmp_path / "mlsd_large_512_fp32.pth"

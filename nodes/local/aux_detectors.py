@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from .depth_maps import normal_rgb
 from .models import MODELS, Loaded, default_chunk, fit_size, from_model, run_chunks, to_model
 from .pose_drawing import draw_people
-from .weights import WeightFile, load_state_dict, weight_path
+from .weights import WeightFile, load_state_dict, weight_path, weight_paths
 
 ANNOTATORS = "lllyasviel/Annotators"
 MLSD = WeightFile(ANNOTATORS, "mlsd_large_512_fp32.pth", "M-LSD line segment detector", "6.3 MB")
@@ -49,6 +49,7 @@ OPENPOSE_BODY = WeightFile(ANNOTATORS, "body_pose_model.pth", "OpenPose body", "
 OPENPOSE_HAND = WeightFile(ANNOTATORS, "hand_pose_model.pth", "OpenPose hand", "147 MB")
 OPENPOSE_FACE = WeightFile(ANNOTATORS, "facenet.pth", "OpenPose face", "154 MB")
 NORMAL_BAE = WeightFile(ANNOTATORS, "scannet.pt", "BAE surface normals (ScanNet)", "291 MB")
+OPENPOSE_FULL = (OPENPOSE_BODY, OPENPOSE_HAND, OPENPOSE_FACE)
 
 WEIGHTS: tuple[WeightFile, ...] = (
     MLSD,
@@ -545,4 +546,6 @@ def pose_body(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
 
 def pose_full(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
     """OpenPose body, hands and face."""
+    _need_aux()
+    weight_paths(OPENPOSE_FULL)  # all three first: a failure lists every file still missing, not only the first
     return _pose(images, params, hands_and_face=True)
