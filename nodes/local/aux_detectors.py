@@ -431,7 +431,9 @@ def bae_normals(loaded: Loaded, images: torch.Tensor, size: tuple[int, int]) -> 
 def normal_bae(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
     """BAE normals as ControlNet's normalbae model was trained on: RGB = (n + 1) / 2, no renormalising."""
     _need_aux()
-    loaded = MODELS.get("normal_bae", weight_path(NORMAL_BAE), build_normal_bae)
+    # float32: its unit-vector normalisation squares raw outputs and adds 1e-10, beyond float16's range
+    # either way, and the reference (what normalbae was trained on) runs in float32.
+    loaded = MODELS.get("normal_bae", weight_path(NORMAL_BAE), build_normal_bae, half_ok=False)
     height, width = images.shape[1:3]
     size = fit_size(height, width, _res(params), 32)  # EfficientNet downsamples by 32
 
