@@ -174,8 +174,11 @@ MODALITIES: dict[str, Modality] = {
             "normal", "Surface normal map (RGB = X left, Y up, Z towards the viewer, as ControlNet "
             "normalbae expects).",
             local_methods=(
+                LocalMethod("normal_bae", "BAE normal estimator, what ControlNet's normalbae model was "
+                            "trained on (scannet.pt, 291 MB, downloaded on first use; slow on CPU).",
+                            f"{_AUX}:normal_bae", needs_weights=True, download="291 MB"),
                 LocalMethod("depth_anything_normals", "Normals from Depth Anything V2 Small's depth "
-                            "(99 MB download), Sobel gradients as ControlNet's normal-from-depth.",
+                            "(99 MB download; lighter and faster), Sobel gradients as ControlNet's normal-from-depth.",
                             f"{_TRANSFORMERS}:normal_from_depth_anything", needs_weights=True, download="99 MB"),
             ),
         ),

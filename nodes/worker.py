@@ -10,7 +10,7 @@ downloads block for seconds, so they run here, on one worker thread, while the l
   second local Detect waits in the queue (its task is pending, the loop is still free).
 - Models and downloads are therefore never raced by two of our runs. For any other caller (CLI code,
   tests, a second thread) ``ModelCache.get`` holds its lock across look-up and build (each network is
-  built once) and ``weights._fetch`` locks per destination file (one download per file; a second
+  built once) and ``weights._fetch_all`` locks per destination file (one download per file; a second
   caller finds the finished file).
 - Not covered: ComfyUI's own nodes run on the prompt thread meanwhile. A GPU node of an independent
   branch of the same prompt may ask ComfyUI for VRAM while our network runs, and ComfyUI may then

@@ -1,8 +1,17 @@
 """Random-weight files laid out like the real downloads, for the model-backed detectors' tests.
 
 Each writer builds the real network class with a fixed seed and saves its state dict in the same
-format as the release file on the hub (PiDiNet wrapped in ``{"state_dict": {"module.<k>": ...}}``,
-OpenPose without the stage prefix), so loading goes through exactly the code users run.
+format as the release file on the hub, so loading goes through exactly the code users run:
+
+- PiDiNet ``table5_pidinet.pth``: ``{"state_dict": {"module.<k>": ...}}`` (saved from DataParallel);
+- BAE ``scannet.pt``: ``{"model": {"module.<k>": ...}}`` (BAE's ``torch.save({"model":
+  model.state_dict()})`` of a DataParallel model; 291 MB of float32 = exactly its 72.6 M values, so
+  nothing else of size is in it), every buffer included (``num_batches_tracked`` too: the reference
+  loader is strict);
+- HED ``ControlNetHED.pth``: a plain state dict of float16 tensors (29 MB for 14.7 M values);
+- OpenPose body/hand: a flat state dict without the stage prefix (``conv1_1.weight``);
+- the others: the network's plain ``state_dict()``. All are zip-format ``torch.save`` pickles of
+  tensors only (``torch.load(weights_only=True)`` reads them, as it reads the release files).
 """
 
 from __future__ import annotations
@@ -32,7 +41,13 @@ def _pidinet() -> dict:
 
 
 def _hed() -> dict:
-    return _seeded(ad.aux("hed").ControlNetHED_Apache2).state_dict()
+    # The release file (29 MB for 14.7 M values) stores float16 tensors.
+    return {k: v.half() for k, v in _seeded(ad.aux("hed").ControlNetHED_Apache2).state_dict().items()}
+
+
+def _normal_bae() -> dict:
+    net = _seeded(ad.bae_network)
+    return {"model": {"module." + k: v for k, v in net.state_dict().items()}}
 
 
 def _lineart() -> dict:
@@ -64,6 +79,7 @@ WRITERS: dict[WeightFile, Callable[[], dict]] = {
     ad.OPENPOSE_BODY: lambda: _openpose("bodypose_model"),
     ad.OPENPOSE_HAND: lambda: _openpose("handpose_model"),
     ad.OPENPOSE_FACE: _face,
+    ad.NORMAL_BAE: _normal_bae,
 }
 
 

@@ -8,9 +8,6 @@ log's "Loading <name>" lines are counted) and released when ComfyUI unloads mode
 
 from __future__ import annotations
 
-import hashlib
-import http.server
-import threading
 import time
 
 import comfy_host
@@ -18,6 +15,7 @@ import numpy as np
 import pytest
 import random_weights  # noqa: F401  (registers the models folder with the shared server)
 from comfy_host import ComfyServer, PromptFailed
+from fake_hub import FakeHub
 from PIL import Image
 from test_comfyui_detect import HEIGHT, WIDTH, detect_graph, keypoints_graph, make_test_image, pose_keypoint_value
 
@@ -35,6 +33,7 @@ METHODS = [
     ("pose", "openpose_body", ["openpose_body"]),
     ("pose", "openpose_full", ["openpose_body", "openpose_hand", "openpose_face"]),
     ("pose", "dwpose", ["dwpose_detector", "dwpose_estimator"]),  # TorchScript archives under ModelPatcher
+    ("normal", "normal_bae", ["normal_bae"]),
 ]
 
 
@@ -104,53 +103,17 @@ def test_unload_models_releases_and_next_run_reloads(comfy_server: ComfyServer, 
     assert "Traceback" not in after and "memory leak" not in after
 
 
-class _Hub(http.server.BaseHTTPRequestHandler):
-    """Serves the random PiDiNet file at its hub URL, announcing its SHA-256 like the hub."""
-
-    payload = b""
-    slow_requests = 0  # the first N requests trickle (64 KiB every 0.2 s), so a Cancel lands mid-file
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        if self.path != "/lllyasviel/Annotators/resolve/main/table5_pidinet.pth":
-            self.send_response(404)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(self.payload)))
-        self.send_header("X-Linked-Etag", f'"{hashlib.sha256(self.payload).hexdigest()}"')
-        self.end_headers()
-        if _Hub.slow_requests <= 0:
-            self.wfile.write(self.payload)
-            return
-        _Hub.slow_requests -= 1
-        try:
-            for start in range(0, len(self.payload), 1 << 16):
-                self.wfile.write(self.payload[start : start + (1 << 16)])
-                self.wfile.flush()
-                time.sleep(0.2)
-        except OSError:  # the client hung up: that is the point
-            pass
-
-
 def test_missing_weights_are_downloaded_into_the_models_folder(tmp_path) -> None:
     """A server with an empty models folder (given by extra_model_paths.yaml) and downloads allowed.
-    A run cancelled mid-download leaves neither the file nor its temp file; the next run fetches the
-    file over HTTP (a loopback hub) into that folder, then runs."""
-    _Hub.payload = (random_weights.models_root() / "lllyasviel" / "Annotators" / "table5_pidinet.pth").read_bytes()
-    _Hub.slow_requests = 1
-    hub = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hub)
-    threading.Thread(target=hub.serve_forever, daemon=True).start()
-    options, models = comfy_host.without_weights(
-        tmp_path,
-        HF_ENDPOINT=f"http://127.0.0.1:{hub.server_address[1]}",
-        SCENARIO_DETECT_OFFLINE="0",
-        HF_HUB_OFFLINE="0",
-    )
-    try:
+    A run cancelled mid-download leaves neither the file nor a partial one; the next run fetches the
+    file over HTTP (a loopback hub, ``fake_hub.py``) into that folder, then runs."""
+    payload = (random_weights.models_root() / "lllyasviel" / "Annotators" / "table5_pidinet.pth").read_bytes()
+    hub = FakeHub(default=payload)
+    hub.slow_gets = 1
+    with hub.serve() as url:
+        options, models = comfy_host.without_weights(
+            tmp_path, HF_ENDPOINT=url, SCENARIO_DETECT_OFFLINE="0", HF_HUB_OFFLINE="0"
+        )
         with comfy_host.start_server(options, name="download") as server:
             name = server.upload_image(make_test_image(0), name="download.png")
             folder = models / "lllyasviel" / "Annotators"
@@ -158,21 +121,29 @@ def test_missing_weights_are_downloaded_into_the_models_folder(tmp_path) -> None
                 detect_graph(server, name, modality="scribble", local_method="pidinet_scribble")
             )
             deadline = time.monotonic() + 60
-            while not (folder / "table5_pidinet.pth.incomplete").is_file():  # the download has started
+            while not any(folder.rglob("*.incomplete")):  # the download has started (huggingface_hub temp file)
                 assert time.monotonic() < deadline, "the download never started"
                 time.sleep(0.05)
             server.interrupt()
             with pytest.raises(PromptFailed) as cancelled:
                 server.wait_for(prompt, timeout=60)
             assert cancelled.value.error["event"] == "execution_interrupted"
-            assert list(folder.iterdir()) == []  # no partial file, no temp file
+            assert _files(folder) == []  # no file, no partial file
             result = _run(server, name, "scribble", "pidinet_scribble")
             log = _log(server)
-    finally:
-        hub.shutdown()
-        hub.server_close()
     path = models / "lllyasviel" / "Annotators" / "table5_pidinet.pth"
-    assert path.read_bytes() == _Hub.payload
-    assert sorted(p.name for p in path.parent.iterdir()) == ["table5_pidinet.pth"]  # no temp file left
+    assert path.read_bytes() == payload
+    assert _files(path.parent) == ["table5_pidinet.pth"]  # no temp file left
     assert result.shape == (HEIGHT, WIDTH, 3)
     assert "Downloading table5_pidinet.pth" in log and f"Loading pidinet from {path}" in log
+
+
+def _files(folder) -> list[str]:
+    """Files under ``folder`` a person would see or that hold data: huggingface_hub's lock and
+    metadata files (under .cache/huggingface) aside, but any partial download included."""
+    if not folder.is_dir():
+        return []
+    return sorted(
+        str(p.relative_to(folder)) for p in folder.rglob("*")
+        if p.is_file() and (".cache" not in p.parts or p.name.endswith(".incomplete"))
+    )

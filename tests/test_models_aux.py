@@ -34,6 +34,7 @@ CASES = [
     ("lineart_anime", "lineart_anime", ad.lineart_anime, ["lineart_anime"]),
     ("pose", "openpose_body", ad.pose_body, ["openpose_body"]),
     ("pose", "openpose_full", ad.pose_full, ["openpose_body", "openpose_hand", "openpose_face"]),
+    ("normal", "normal_bae", ad.normal_bae, ["normal_bae"]),
 ]
 # Small inputs and a small network resolution keep the suite quick on two cores; the full-size
 # path is the same code with other numbers (see benchmarks/bench_models.py).
@@ -100,6 +101,22 @@ def test_missing_weights_error_names_the_file(
     assert "mlsd_large_512_fp32.pth" in message
     assert "https://huggingface.co/lllyasviel/Annotators/resolve/main/mlsd_large_512_fp32.pth" in message
     assert str(tmp_path / "empty" / "lllyasviel" / "Annotators") in message
+
+
+def test_missing_weights_error_lists_every_file_of_the_model(
+    models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """openpose_full needs three files: with none on disk, one error names all three (size, URL, folder)."""
+    monkeypatch.setenv("SCENARIO_DETECT_MODELS_DIR", str(tmp_path / "empty"))
+    with pytest.raises(WeightsUnavailable) as caught:
+        run_local(_image(), "pose", {}, method="openpose_full")
+    listed = [line for line in str(caught.value).splitlines() if line.startswith("  - ")]
+    folder = tmp_path / "empty" / "lllyasviel" / "Annotators"
+    assert listed == [
+        f"  - {spec.filename}, {spec.size}: https://huggingface.co/lllyasviel/Annotators/resolve/main/"
+        f"{spec.filename} -> folder {folder}"
+        for spec in (ad.OPENPOSE_BODY, ad.OPENPOSE_HAND, ad.OPENPOSE_FACE)
+    ]
 
 
 def test_wrong_file_is_refused_strictly(models_dir: Path, tmp_path: Path) -> None:
@@ -187,16 +204,27 @@ def _reference(method: str):
         "lineart": ("lineart", "sk_model.pth", ad.build_lineart),
         "lineart_coarse": ("lineart_coarse", "sk_model2.pth", ad.build_lineart),
         "lineart_anime": ("lineart_anime", "netG.pth", ad.build_lineart_anime),
+        "normal_bae": ("normal_bae", "scannet.pt", ad.build_normal_bae),
     }[method]
     module = MODELS.get(net[0], root / net[1], net[2], device=torch.device("cpu")).module
     return {
         "mlsd_large": lambda: (ca.MLSDdetector(module), {}),
-        "pidinet_scribble": lambda: (ca.PidiNetDetector(module), {"scribble": True}),
+        # Ours folds PiDiNet's difference convolutions into plain ones: the reference gets the
+        # original network, loaded as controlnet-aux's from_pretrained does.
+        "pidinet_scribble": lambda: (ca.PidiNetDetector(_original_pidinet(root / net[1])), {"scribble": True}),
         "hed_scribble": lambda: (ca.HEDdetector(module), {"scribble": True}),
         "lineart": lambda: (ca.LineartDetector(module, module), {}),
         "lineart_coarse": lambda: (ca.LineartDetector(module, module), {"coarse": True}),
         "lineart_anime": lambda: (ca.LineartAnimeDetector(module), {}),
+        "normal_bae": lambda: (ca.NormalBaeDetector(module), {}),
     }[method]()
+
+
+def _original_pidinet(path: Path) -> torch.nn.Module:
+    net = ad.aux("pidi.model").pidinet()
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    net.load_state_dict({k.replace("module.", ""): v for k, v in state.items()})
+    return net.eval()
 
 
 PARITY = [c for c in CASES if c[1] in ("mlsd_large", "lineart", "lineart_coarse", "lineart_anime")]
@@ -273,3 +301,92 @@ def test_body_drawing_matches_openpose_reference() -> None:
     ref = op.util.draw_bodypose(np.zeros((240, 320, 3), np.uint8), points)
     assert ref.any()
     assert float(np.mean(np.any(ours != ref, axis=-1))) < 0.005  # ellipse rasterising at the edges
+
+
+def test_normal_bae_matches_controlnet_aux_reference(models_dir: Path) -> None:
+    """BAE normals against controlnet-aux's NormalBaeDetector on the same stand-in weights, at 256 px
+    (no resizing on either side): ImageNet normalisation, the finest prediction, (n + 1) / 2 colours."""
+    image = _image(batch=1, height=256, width=256)
+    u8 = _u8(image)
+    quantised = torch.from_numpy(u8.astype(np.float32) / 255.0)[None]  # the reference sees uint8
+    ours = ad.normal_bae(quantised, {"resolution": 256})[0].numpy()
+    detector, _ = _reference("normal_bae")
+    ref = detector(u8, detect_resolution=256, image_resolution=256, output_type="np").astype(np.float32) / 255.0
+    assert ref.shape == ours.shape and ref.std() > 0.01
+    assert float(np.abs(ours - ref).max()) <= 1.01 / 255.0  # the reference truncates to uint8
+
+
+def test_bae_and_depth_normals_share_one_rgb_convention() -> None:
+    """A sphere's unit normals in BAE's axes (X left, Y up, Z towards the viewer) coloured by the BAE
+    path give the colours the depth-derived path gives the same sphere's height field."""
+    from scenario_detect.nodes.local import depth_maps
+
+    size, radius = 101, 40.0
+    axis = torch.arange(size, dtype=torch.float32) - size // 2
+    dy, dx = torch.meshgrid(axis, axis, indexing="ij")  # dx right, dy down
+    height = torch.sqrt((radius**2 - dx**2 - dy**2).clamp_min(0.0))
+    unit = torch.stack([-dx, -dy, height]) / radius  # (left, up, viewer) = (-right, -down, viewer)
+    bae = depth_maps.normal_rgb(unit).permute(1, 2, 0)
+    from_depth = depth_maps.normals_from_height(height[None])[0]
+    inside = dx**2 + dy**2 < (0.7 * radius) ** 2
+    assert float((bae - from_depth).abs()[inside].max()) < 0.01
+    assert bae[50, 10, 0] > 0.7 and bae[10, 50, 1] > 0.7  # left side is red, top is green
+
+
+# A fresh process runs one method, then reports what it imported on top of torch and the pack.
+FIRST_RUN_PROBE = r"""
+import json, sys
+import torch
+from scenario_detect.nodes.local import run_local
+before = set(sys.modules)
+run_local(torch.rand(1, 64, 64, 3), sys.argv[1], {"resolution": 64}, method=sys.argv[2])
+added = sorted(set(sys.modules) - before)
+import controlnet_aux  # what other code in the process sees: the whole package, on demand
+complete = hasattr(controlnet_aux, "HEDdetector") and hasattr(controlnet_aux.pidi, "PidiNetDetector")
+print(json.dumps({"added": added, "complete": complete}))
+"""
+HEAVY_OR_UNRELATED = ["timm", "mediapipe", "skimage", "matplotlib", "scipy", "einops", "huggingface_hub",
+                      "transformers", "onnxruntime", "torchvision", "geffnet"]
+BAE_MODULES = {"controlnet_aux.normalbae", "controlnet_aux.normalbae.nets", "controlnet_aux.normalbae.nets.NNET",
+               "controlnet_aux.normalbae.nets.submodules", "controlnet_aux.normalbae.nets.submodules.encoder",
+               "controlnet_aux.normalbae.nets.submodules.decoder",
+               "controlnet_aux.normalbae.nets.submodules.submodules"}
+
+
+@pytest.mark.parametrize(
+    ("modality", "method", "own", "needs"),
+    [
+        ("scribble", "pidinet_scribble", {"controlnet_aux.pidi", "controlnet_aux.pidi.model"}, []),
+        # BAE's EfficientNet comes from the copy controlnet-aux ships (torch.hub on a local folder).
+        ("normal", "normal_bae", BAE_MODULES, ["geffnet"]),
+        # OpenPose's own package imports scipy, scikit-image and torchvision (its hand/face crops).
+        ("pose", "openpose_body", {"controlnet_aux.open_pose", "controlnet_aux.open_pose.body",
+                                   "controlnet_aux.open_pose.hand", "controlnet_aux.open_pose.face",
+                                   "controlnet_aux.open_pose.model", "controlnet_aux.open_pose.util",
+                                   "controlnet_aux.util"},
+         ["scipy", "skimage", "torchvision", "huggingface_hub", "matplotlib"]),
+    ],
+    ids=["pidinet_scribble", "normal_bae", "openpose_body"],
+)
+def test_first_run_imports_only_its_own_network(
+    models_dir: Path, modality: str, method: str, own: set[str], needs: list[str]
+) -> None:
+    """Cold start: a model-backed method's first run in a fresh process imports its own network's
+    modules, not controlnet_aux's package __init__ (every detector: DWPose, SAM, timm, mediapipe...).
+    Other code importing controlnet_aux afterwards still gets the whole package."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", FIRST_RUN_PROBE, modality, method],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ),  # the fixture's models folder, offline
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    detectors = {name for name in report["added"] if name.startswith("controlnet_aux")}
+    assert detectors == {"controlnet_aux"} | own
+    others = {name.split(".")[0] for name in report["added"]} & set(HEAVY_OR_UNRELATED)
+    assert others <= set(needs), f"imported {sorted(others - set(needs))}"
+    assert report["complete"]

@@ -272,7 +272,9 @@ def uploaded_picture(comfy_server) -> str:
 def test_model_modality_end_to_end_in_comfyui(comfy_server, uploaded_picture: str, modality: str) -> None:
     from test_comfyui_detect import HEIGHT, WIDTH, detect_graph, read_png
 
-    graph = detect_graph(comfy_server, uploaded_picture, modality=modality, local_method="auto")
+    # normal's auto is BAE (a controlnet-aux network, tests/test_comfyui_models.py): the Depth Anything one here.
+    method = "depth_anything_normals" if modality == "normal" else "auto"
+    graph = detect_graph(comfy_server, uploaded_picture, modality=modality, local_method=method)
     [path] = comfy_server.output_images(comfy_server.run(graph, timeout=300))
     result = read_png(path)
 

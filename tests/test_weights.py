@@ -1,84 +1,38 @@
 """Weight resolution: models folder, Hugging Face cache, controlnet_aux ckpts, download, offline error.
 
-Downloads go to a real HTTP server on 127.0.0.1 (``HF_ENDPOINT`` points there), serving random
-bytes the way the hub does (``resolve/main`` URLs, a redirect to a CDN host path, ``X-Linked-Etag``
-carrying the SHA-256); one route drops the connection mid-file.
+Downloads go through huggingface_hub to a real HTTP server on 127.0.0.1 (``HF_ENDPOINT`` points
+there) that answers like the hub (``tests/fake_hub.py``: ETags, sizes, ``Range`` requests, a
+redirect to a CDN on another host name, 404s); the file name picks a behaviour.
 """
 
 from __future__ import annotations
 
-import hashlib
-import http.server
 import os
-import threading
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from fake_hub import FakeHub
 
 from scenario_detect.nodes.local import weights
 from scenario_detect.nodes.local.weights import WeightFile, WeightsUnavailable
 
 SPEC = WeightFile("someorg/somerepo", "tiny_model.pth", "test network", "1 MB")
 PAYLOAD = os.urandom(300_000)
+# The "flaky" file: larger than huggingface_hub's 10 MB read chunk, so the bytes before the cut reach
+# the disk (it resumes from the last chunk it wrote) like a real multi-hundred-MB download's do.
+LARGE = os.urandom(24 << 20)
 
-
-class _Hub(http.server.BaseHTTPRequestHandler):
-    """Routes: /<org>/<repo>/resolve/main/<file>; the file name picks the behaviour."""
-
-    hits: list[str] = []
-
-    def log_message(self, *args: object) -> None:  # keep pytest output clean
-        pass
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        _Hub.hits.append(self.path)
-        name = self.path.rsplit("/", 1)[-1]
-        sha = hashlib.sha256(PAYLOAD).hexdigest()
-        if self.path.startswith("/cdn/"):
-            return self._send(PAYLOAD)
-        if "missing" in name:
-            self.send_response(404)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return None
-        if "redirect" in name:
-            self.send_response(302)
-            self.send_header("Location", "/cdn/blob")
-            self.send_header("X-Linked-Etag", f'"{sha}"')
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return None
-        if "drop" in name:
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(PAYLOAD)))
-            self.end_headers()
-            self.wfile.write(PAYLOAD[: len(PAYLOAD) // 2])
-            self.wfile.flush()
-            self.connection.shutdown(2)  # the peer sees the connection end mid-file
-            return None
-        if "corrupt" in name:
-            return self._send(PAYLOAD, etag="0" * 64)
-        return self._send(PAYLOAD, etag=sha)
-
-    def _send(self, body: bytes, etag: str = "") -> None:
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        if etag:
-            self.send_header("X-Linked-Etag", f'"{etag}"')
-        self.end_headers()
-        self.wfile.write(body)
+HUB = FakeHub(default=PAYLOAD)
+HUB.files["someorg/somerepo/flaky.pth"] = LARGE
 
 
 @pytest.fixture(scope="module")
 def hub() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hub)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with HUB.serve() as url:
+        yield url
 
 
 @pytest.fixture
@@ -172,26 +126,51 @@ def test_offline_miss_names_file_url_and_folder(env: Path, monkeypatch: pytest.M
     assert not (env / "models").exists()
 
 
+def _real_files(folder: Path) -> list[str]:
+    """The files a person sees in ``folder``: huggingface_hub's bookkeeping folder (.cache) aside."""
+    return sorted(p.name for p in folder.iterdir() if p.name != ".cache") if folder.is_dir() else []
+
+
 def test_download_into_models_folder(env: Path, monkeypatch: pytest.MonkeyPatch, hub: str) -> None:
     monkeypatch.setenv("HF_ENDPOINT", hub)
     path = weights.weight_path(SPEC, models_dir=env / "models")
     assert path == env / "models" / "someorg" / "somerepo" / SPEC.filename
     assert path.read_bytes() == PAYLOAD
-    assert list(path.parent.iterdir()) == [path]  # no temp file left
-    hits = len(_Hub.hits)
+    assert _real_files(path.parent) == [SPEC.filename]  # no temp file left
+    assert not list((path.parent / ".cache").rglob("*.incomplete"))
+    assert ("GET", f"/someorg/somerepo/resolve/main/{SPEC.filename}", "") in HUB.hits
+    hits = len(HUB.hits)
     assert weights.weight_path(SPEC, models_dir=env / "models") == path  # found, not fetched again
-    assert len(_Hub.hits) == hits
+    assert len(HUB.hits) == hits
 
 
-def test_download_follows_redirect_and_checks_announced_sha(
+def test_download_follows_redirect_to_another_host_and_checks_announced_sha(
     env: Path, monkeypatch: pytest.MonkeyPatch, hub: str
 ) -> None:
     monkeypatch.setenv("HF_ENDPOINT", hub)
     spec = WeightFile("someorg/somerepo", "redirect.pth")
     assert weights.weight_path(spec, models_dir=env / "models").read_bytes() == PAYLOAD
+    assert ("GET", "/cdn/someorg/somerepo/redirect.pth", "") in HUB.hits  # the body came from the "CDN"
 
 
-@pytest.mark.parametrize("name", ["drop.pth", "corrupt.pth", "missing.pth"])
+def test_download_cut_half_way_resumes_from_the_byte_it_had(
+    env: Path, monkeypatch: pytest.MonkeyPatch, hub: str
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", hub)
+    spec = WeightFile("someorg/somerepo", "flaky.pth")
+    HUB.hits.clear()
+    path = weights.weight_path(spec, models_dir=env / "models")
+    assert path.read_bytes() == LARGE
+    gets = [(route, ranged) for method, route, ranged in HUB.hits if method == "GET"]
+    # First the whole file (cut after half), then only the rest: a Range request from the last byte
+    # written before the cut (huggingface_hub writes in 10 MB chunks).
+    assert [route for route, _ in gets] == ["/someorg/somerepo/resolve/main/flaky.pth"] * 2
+    assert gets[0][1] == ""
+    resumed_at = int(re.fullmatch(r"bytes=(\d+)-", gets[1][1]).group(1))
+    assert 0 < resumed_at <= len(LARGE) // 2
+
+
+@pytest.mark.parametrize("name", ["corrupt.pth", "missing.pth"])
 def test_failed_download_leaves_no_file(env: Path, monkeypatch: pytest.MonkeyPatch, hub: str, name: str) -> None:
     monkeypatch.setenv("HF_ENDPOINT", hub)
     spec = WeightFile("someorg/somerepo", name)
@@ -200,15 +179,45 @@ def test_failed_download_leaves_no_file(env: Path, monkeypatch: pytest.MonkeyPat
     folder = env / "models" / "someorg" / "somerepo"
     assert f"{hub}/someorg/somerepo/resolve/main/{name}" in str(caught.value)
     assert str(folder) in str(caught.value)
-    assert not folder.exists() or list(folder.iterdir()) == []  # neither the file nor .incomplete
+    assert _real_files(folder) == []  # neither the file nor a partial one under its name
+    assert not folder.is_dir() or not list(folder.rglob("*.incomplete"))
 
 
-def test_stale_incomplete_file_is_replaced(env: Path, monkeypatch: pytest.MonkeyPatch, hub: str) -> None:
+def test_failed_download_lists_every_file_the_model_still_needs(
+    env: Path, monkeypatch: pytest.MonkeyPatch, hub: str
+) -> None:
+    """The second of three files is missing on the hub: the error names it AND the third, each with
+    its size, URL and folder; the first one is downloaded and not listed."""
     monkeypatch.setenv("HF_ENDPOINT", hub)
-    folder = env / "models" / "someorg" / "somerepo"
-    _put(folder / (SPEC.filename + ".incomplete"), b"left by a killed process")
-    assert weights.weight_path(SPEC, models_dir=env / "models").read_bytes() == PAYLOAD
-    assert sorted(p.name for p in folder.iterdir()) == [SPEC.filename]
+    specs = [WeightFile("someorg/somerepo", "first.pth", "net", "1 MB"),
+             WeightFile("someorg/somerepo", "missing.pth", "net", "2 MB"),
+             WeightFile("otherorg/other", "third.pth", "net", "3 MB")]
+    with pytest.raises(WeightsUnavailable) as caught:
+        weights.weight_paths(specs, models_dir=env / "models")
+    message = str(caught.value)
+    assert "needs 2 files" in message and "missing.pth" in message.splitlines()[0]
+    listed = [line for line in message.splitlines() if line.startswith("  - ")]
+    assert listed == [
+        f"  - missing.pth, 2 MB: {hub}/someorg/somerepo/resolve/main/missing.pth -> folder "
+        f"{env / 'models' / 'someorg' / 'somerepo'}",
+        f"  - third.pth, 3 MB: {hub}/otherorg/other/resolve/main/third.pth -> folder "
+        f"{env / 'models' / 'otherorg' / 'other'}",
+    ]
+    assert (env / "models" / "someorg" / "somerepo" / "first.pth").read_bytes() == PAYLOAD
+
+
+def test_unreachable_endpoint_lists_every_file_at_once(env: Path) -> None:
+    """HF_ENDPOINT is the discard port (nothing listens): the first HEAD fails at once, and the
+    error lists both files of the model, not only the first."""
+    specs = [WeightFile("someorg/somerepo", "config.json"), WeightFile("someorg/somerepo", "model.safetensors",
+                                                                      "test net", "99 MB")]
+    with pytest.raises(WeightsUnavailable) as caught:
+        weights.repo_folder("someorg/somerepo", specs, env / "models")
+    message = str(caught.value)
+    assert "download of 'config.json' failed" in message
+    for name, size in (("config.json", ""), ("model.safetensors", ", 99 MB")):
+        assert f"  - {name}{size}: http://127.0.0.1:9/someorg/somerepo/resolve/main/{name} -> folder " in message
+    assert str(env / "models" / "someorg" / "somerepo") in message
 
 
 def test_repo_folder_gathers_all_files(env: Path, monkeypatch: pytest.MonkeyPatch, hub: str) -> None:
@@ -217,7 +226,7 @@ def test_repo_folder_gathers_all_files(env: Path, monkeypatch: pytest.MonkeyPatc
     # The HF cache holds only one of the two files: the models folder gets both.
     folder = weights.repo_folder("someorg/somerepo", ["config.json", "model.safetensors"], env / "models")
     assert folder == env / "models" / "someorg" / "somerepo"
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+    assert _real_files(folder) == ["config.json", "model.safetensors"]
     _put(hf.parent / "model.safetensors")
     assert weights.repo_folder("someorg/somerepo", ["config.json", "model.safetensors"], env / "models") in (
         folder,
@@ -253,7 +262,10 @@ def test_repo_folder_offline_names_every_missing_file(env: Path, monkeypatch: py
     with pytest.raises(WeightsUnavailable) as caught:
         weights.repo_folder("someorg/somerepo", ["config.json", "a.safetensors", "b.json"], env / "models")
     message = str(caught.value)
-    assert "config.json" not in message.split("Download", 1)[1].split(" from ", 1)[0]
-    for name in ("a.safetensors", "b.json"):
-        assert f"http://127.0.0.1:9/someorg/somerepo/resolve/main/{name}" in message
-    assert str(env / "models" / "someorg" / "somerepo") in message
+    listed = [line for line in message.splitlines() if line.startswith("  - ")]
+    folder = env / "models" / "someorg" / "somerepo"
+    assert listed == [
+        f"  - {name}: http://127.0.0.1:9/someorg/somerepo/resolve/main/{name} -> folder {folder}"
+        for name in ("a.safetensors", "b.json")
+    ]  # config.json is there already: not listed
+    assert "offline" in message

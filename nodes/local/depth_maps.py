@@ -72,8 +72,16 @@ def normals_from_height(height: torch.Tensor, flat: torch.Tensor | None = None) 
         gx = gx.masked_fill(flat, 0.0)
         gy = gy.masked_fill(flat, 0.0)
     normal = torch.stack([gx, gy, torch.ones_like(gx)], dim=-1)
-    normal = normal / normal.norm(dim=-1, keepdim=True)
-    return normal.mul_(0.5).add_(0.5)
+    return normal_rgb(normal / normal.norm(dim=-1, keepdim=True))
+
+
+def normal_rgb(normals: torch.Tensor) -> torch.Tensor:
+    """Unit normals (X left, Y up, Z towards the viewer; -1..1) -> colours 0..1, channel for channel.
+
+    The one mapping every normal method uses (BAE's network predicts in these axes; the depth-derived
+    normals are built in them), so a method change never flips a channel.
+    """
+    return normals.add(1.0).mul_(0.5).clamp_(0.0, 1.0)
 
 
 def normals_from_depth(

@@ -29,13 +29,25 @@ import torch.nn.functional as F
 from . import depth_maps
 from .ade20k import ADE20K_PALETTE, SUBJECT_CLASSES
 from .models import MODELS, Loaded, fit_size, run_chunks, to_model
-from .weights import repo_folder
+from .weights import WeightFile, repo_folder
 
 log = logging.getLogger("scenario_detect.transformers")
 
 REPO_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
 DEPTH_REPO = "depth-anything/Depth-Anything-V2-Small-hf"
 SEGMENTATION_REPO = "openmmlab/upernet-convnext-tiny"
+
+
+def repo_files(repo: str, description: str, weights_size: str) -> tuple[WeightFile, ...]:
+    """The three files of a hub model folder, with sizes for the fetch-by-hand message."""
+    return tuple(
+        WeightFile(repo, name, description, weights_size if name == "model.safetensors" else "1 KB")
+        for name in REPO_FILES
+    )
+
+
+DEPTH_FILES = repo_files(DEPTH_REPO, "Depth Anything V2 Small", "99 MB")
+SEGMENTATION_FILES = repo_files(SEGMENTATION_REPO, "UperNet ConvNeXt-tiny ADE20K", "241 MB")
 
 DEPTH_RESOLUTION = 518  # Depth Anything V2's training size; sides must be multiples of its 14 px patch
 DEPTH_MULTIPLE = 14
@@ -118,12 +130,12 @@ def build_segmentation_model(folder: Path) -> torch.nn.Module:
 
 
 def depth_model(models_dir: str | Path | None = None) -> tuple[Loaded, Path]:
-    folder = repo_folder(DEPTH_REPO, REPO_FILES, models_dir, description="Depth Anything V2 Small, 99 MB")
+    folder = repo_folder(DEPTH_REPO, DEPTH_FILES, models_dir)
     return MODELS.get("depth_anything_v2_small", folder, build_depth_model), folder
 
 
 def segmentation_model(models_dir: str | Path | None = None) -> tuple[Loaded, Path]:
-    folder = repo_folder(SEGMENTATION_REPO, REPO_FILES, models_dir, description="UperNet ConvNeXt-tiny ADE20K, 241 MB")
+    folder = repo_folder(SEGMENTATION_REPO, SEGMENTATION_FILES, models_dir)
     return MODELS.get("upernet_ade20k", folder, build_segmentation_model), folder
 
 

@@ -4,10 +4,13 @@ Public API (small on purpose; model-backed detectors use only this):
 
 - ``WeightFile(repo, filename, description, size)``: one file of a Hugging Face hub repository.
 - ``weight_path(spec, models_dir=None) -> Path``: the local path of that file, downloading it when
-  needed and allowed; raises ``WeightsUnavailable`` (message names the file, its URL and the folder
-  to put it in) when it cannot.
+  needed and allowed; raises ``WeightsUnavailable`` (message names the file, its size, URL and the
+  folder to put it in) when it cannot.
+- ``weight_paths(specs, models_dir=None) -> list[Path]``: the same for a model made of several
+  files; a failure lists EVERY file still missing, so a person fetches them all by hand at once.
 - ``repo_folder(repo, filenames, models_dir=None) -> Path``: a folder holding all ``filenames`` of
-  ``repo`` (for ``from_pretrained(folder, local_files_only=True)``-style loaders).
+  ``repo`` (for ``from_pretrained(folder, local_files_only=True)``-style loaders); ``filenames`` may
+  be names or ``WeightFile``s (with sizes, for the message).
 - ``find_weight(spec, models_dir=None) -> Path | None``: look only, never download.
 - ``models_dirs()`` / ``download_dir()`` / ``register_models_folder()``: our models folders.
 - ``load_state_dict(path) -> dict``: safetensors, or ``torch.load(weights_only=True)``.
@@ -24,10 +27,13 @@ Resolution order for a file ``<org>/<repo>/<file>``:
    ``models--<org>--<repo>/snapshots/<rev>/<file>``, the ``refs/main`` revision first), then
    comfyui_controlnet_aux's ``custom_nodes/comfyui_controlnet_aux/ckpts/<org>/<repo>/<file>`` (or
    ``$AUX_ANNOTATOR_CKPTS_PATH/<org>/<repo>/<file>``, that pack's own override).
-3. A download over plain HTTPS from ``$HF_ENDPOINT`` (default ``https://huggingface.co``)
-   ``/<org>/<repo>/resolve/main/<file>`` into the first models folder, through
-   ``<file>.incomplete`` and an atomic rename, so no partial file is ever left under the real name.
-   Disabled by ``HF_HUB_OFFLINE=1`` or ``SCENARIO_DETECT_OFFLINE=1``.
+3. A download with huggingface_hub's ``hf_hub_download(local_dir=<first models folder>/<org>/<repo>)``
+   from ``$HF_ENDPOINT`` (default ``https://huggingface.co``; a mirror works the same), so the file
+   lands in our folder, not in the HF cache: a temporary name and an atomic rename (no partial file
+   under the real name), a transfer cut half-way resumed with a ``Range`` request, Xet transfers
+   where the hub has them, the announced SHA-256 checked, ComfyUI's progress bar and Cancel.
+   Disabled by ``HF_HUB_OFFLINE=1`` or ``SCENARIO_DETECT_OFFLINE=1``. huggingface_hub (a dependency
+   of transformers and controlnet-aux) is imported only when a download starts.
 """
 
 from __future__ import annotations
@@ -38,7 +44,6 @@ import os
 import re
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -213,10 +218,24 @@ def find_weight(spec: WeightFile, models_dir: str | os.PathLike[str] | None = No
 
 def weight_path(spec: WeightFile, models_dir: str | os.PathLike[str] | None = None) -> Path:
     """The local path of ``spec``: found on disk, else downloaded (when allowed), else a clear error."""
-    found = find_weight(spec, models_dir)
-    if found is not None:
-        return found
-    return _fetch(spec, target_folder(spec.repo, models_dir) / spec.filename)
+    return weight_paths([spec], models_dir)[0]
+
+
+def weight_paths(
+    specs: list[WeightFile] | tuple[WeightFile, ...], models_dir: str | os.PathLike[str] | None = None
+) -> list[Path]:
+    """Local paths of every file of one model (``weight_path`` for several files at once).
+
+    Each file is looked for as ``weight_path`` does; the missing ones are downloaded. When one
+    cannot be, the ``WeightsUnavailable`` message lists EVERY file still missing (name, size, URL
+    and folder), so a person fetching them by hand gets them all in one go.
+    """
+    found = [find_weight(spec, models_dir) for spec in specs]
+    missing = [
+        (spec, target_folder(spec.repo, models_dir)) for spec, path in zip(specs, found, strict=True) if path is None
+    ]
+    fetched = iter(_fetch_all(missing))
+    return [path if path is not None else next(fetched) for path in found]
 
 
 _download_locks: dict[Path, threading.Lock] = {}
@@ -228,33 +247,9 @@ def _download_lock(dest: Path) -> threading.Lock:
         return _download_locks.setdefault(dest.absolute(), threading.Lock())
 
 
-def _fetch(spec: WeightFile, dest: Path) -> Path:
-    """Download ``spec`` to ``dest``, or raise WeightsUnavailable saying how to get it by hand."""
-    # One download per file at a time: two threads writing the same .incomplete file would corrupt it;
-    # the second one finds the file the first one finished.
-    with _download_lock(dest):
-        if dest.is_file() and dest.stat().st_size > 0:
-            return dest
-        return _fetch_unlocked(spec, dest)
-
-
-def _fetch_unlocked(spec: WeightFile, dest: Path) -> Path:
-    if offline():
-        raise WeightsUnavailable(_missing_message(spec, dest, "downloads are disabled (offline mode)"))
-    try:
-        download(spec.url, dest, label=spec.filename)
-    except host.Interrupted:
-        raise
-    except Exception as exc:
-        if type(exc).__name__ == "InterruptProcessingException":  # ComfyUI's Cancel: not a failure
-            raise
-        raise WeightsUnavailable(_missing_message(spec, dest, f"the download failed ({_short(exc)})")) from exc
-    return dest
-
-
 def repo_folder(
     repo: str,
-    filenames: list[str] | tuple[str, ...],
+    filenames: list[str | WeightFile] | tuple[str | WeightFile, ...],
     models_dir: str | os.PathLike[str] | None = None,
     description: str = "",
 ) -> Path:
@@ -263,128 +258,160 @@ def repo_folder(
     Checks, in order: our ``<folder>/<org>/<repo>/``, HF cache snapshots, comfyui_controlnet_aux
     ckpts; the first folder that has all files wins. Otherwise the missing files are downloaded
     into ``target_folder(repo)`` (files found elsewhere are not copied: that folder gets them all).
+    ``filenames`` may be ``WeightFile``s of ``repo`` (their sizes then appear in error messages).
     """
+    specs = [f if isinstance(f, WeightFile) else WeightFile(repo, f, description) for f in filenames]
     parts = repo.split("/")
     folders = [d.joinpath(*parts) for d in models_dirs(models_dir)]
     folders += _hf_snapshots(repo)
     folders += [d.joinpath(*parts) for d in controlnet_aux_ckpts_dirs()]
     for folder in folders:
-        if all((folder / f).is_file() for f in filenames):
+        if all((folder / spec.filename).is_file() for spec in specs):
             return folder
     dest = target_folder(repo, models_dir)
-    missing = [name for name in filenames if not (dest / name).is_file()]
-    if offline() and missing:
-        urls = ", ".join(WeightFile(repo, name).url for name in missing)
-        what = f" ({description})" if description else ""
-        raise WeightsUnavailable(
-            f"The model '{repo}'{what} is not on this machine and downloads are disabled (offline mode). "
-            f"Download {', '.join(missing)} from {urls} and put them in the folder {dest}; then run again. "
-            f"A complete copy in the Hugging Face cache ({hf_cache_dir()}) is found too."
-        )
-    for name in missing:
-        _fetch(WeightFile(repo, name, description), dest / name)
+    _fetch_all([(spec, dest) for spec in specs if not (dest / spec.filename).is_file()])
     return dest
 
 
+def _fetch_all(missing: list[tuple[WeightFile, Path]]) -> list[Path]:
+    """Download each ``(spec, folder)`` into its folder, in order; or raise WeightsUnavailable
+    naming every file not downloaded yet (the failing one and all after it)."""
+    if missing and offline():
+        raise WeightsUnavailable(_missing_message(missing, "downloads are disabled (offline mode)"))
+    paths = []
+    for index, (spec, folder) in enumerate(missing):
+        try:
+            # One download per file at a time (two local runs may need the same model): the second
+            # caller finds the file the first one finished.
+            with _download_lock(folder / spec.filename):
+                done = folder / spec.filename
+                paths.append(done if done.is_file() and done.stat().st_size > 0 else download(spec, folder))
+        except host.Interrupted:
+            raise
+        except Exception as exc:
+            if type(exc).__name__ == "InterruptProcessingException":  # ComfyUI's Cancel: not a failure
+                raise
+            why = f"the download of '{spec.filename}' failed ({_short(exc)})"
+            raise WeightsUnavailable(_missing_message(missing[index:], why)) from exc
+    return paths
+
+
 def _short(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else type(exc).__name__
     text = re.sub(r"(?i)(authorization|token)[^,;]*", r"\1=<hidden>", text)  # never echo a secret
     return text[:200]
 
 
-def _missing_message(spec: WeightFile, dest: Path, why: str) -> str:
-    return (
-        f"Model file {spec.label} from the Hugging Face repository '{spec.repo}' is not on this machine "
-        f"and {why}. Download it from {spec.url} and put it in the folder {dest.parent} "
-        f"(so the file is {dest}); then run again. Files already in the Hugging Face cache "
-        f"({hf_cache_dir()}) or in comfyui_controlnet_aux's ckpts folder are found too."
+def _missing_message(missing: list[tuple[WeightFile, Path]], why: str) -> str:
+    """What is missing and how to get it by hand: every file with its size, URL and exact folder."""
+    repos = ", ".join(sorted({spec.repo for spec, _ in missing}))
+    described = sorted({spec.description for spec, _ in missing if spec.description})
+    what = f" ({', '.join(described)})" if described else ""
+    count, verb = ("1 file", "is") if len(missing) == 1 else (f"{len(missing)} files", "are")
+    lines = [
+        f"This model{what} needs {count} from the Hugging Face repository {repos} that {verb} not on this "
+        f"machine, and {why}. Download each file below into the folder shown (keep its name), then run again:"
+    ]
+    for spec, folder in missing:
+        size = f", {spec.size}" if spec.size else ""
+        lines.append(f"  - {spec.filename}{size}: {spec.url} -> folder {folder}")
+    lines.append(
+        f"Files already in the Hugging Face cache ({hf_cache_dir()}) or in comfyui_controlnet_aux's ckpts "
+        "folder are found too; HF_ENDPOINT selects a mirror for downloads."
     )
+    return "\n".join(lines)
 
 
-def download(url: str, dest: Path, label: str = "", timeout: float = 30.0) -> Path:
-    """Stream ``url`` to ``dest`` through ``dest.incomplete`` and an atomic rename.
+def download(spec: WeightFile, folder: Path) -> Path:
+    """Download ``spec`` into ``folder`` (as ``folder/<filename>``) with huggingface_hub.
 
-    On any failure or interrupt the temp file is removed and the exception re-raised: ``dest`` is
-    either complete or absent. Verifies the SHA-256 the hub announces (``X-Linked-Etag``) when present.
+    huggingface_hub brings ``HF_ENDPOINT`` mirrors, ``HF_TOKEN``, Xet-accelerated transfers where
+    the hub offers them, and resumes a transfer cut half-way (a ``Range`` request from the byte it
+    had). The file is written under a temporary name and renamed when complete, so ``folder`` never
+    holds a partial file under the real name (huggingface_hub keeps its bookkeeping in
+    ``folder/.cache/huggingface``). The SHA-256 the hub announces for large files is checked.
+    Progress goes to ComfyUI's progress bar, and to tqdm on a terminal; Cancel stops the transfer.
     """
-    import httpx
+    import huggingface_hub as hub
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".incomplete")
-    headers = {"User-Agent": "comfyui-scenario-detect"}
-    if os.environ.get("HF_TOKEN"):
-        # httpx drops Authorization on redirects to another host (the hub's CDN).
-        headers["Authorization"] = f"Bearer {os.environ['HF_TOKEN']}"
-    name = label or dest.name
-    log.info("Downloading %s from %s to %s", name, url, dest)
+    folder.mkdir(parents=True, exist_ok=True)
+    url = hub.hf_hub_url(spec.repo, spec.filename, revision="main", endpoint=endpoint())
+    # A quick HEAD first: an unreachable host fails here at once (huggingface_hub's own first call
+    # retries with back-off for ~20 s), and it gives the checksum to verify.
+    no_retry = {"retry_on_errors": False} if _accepts(hub.get_hf_file_metadata, "retry_on_errors") else {}
+    meta = hub.get_hf_file_metadata(url, timeout=30, **no_retry)
+    options: dict[str, Any] = {}
+    if _accepts(hub.hf_hub_download, "tqdm_class"):  # huggingface_hub >= 0.32
+        options["tqdm_class"] = _progress_class()
+    log.info("Downloading %s from %s to %s", spec.filename, url, folder)
+    path = Path(
+        hub.hf_hub_download(
+            spec.repo,
+            spec.filename,
+            revision="main",
+            local_dir=str(folder),
+            cache_dir=str(hf_cache_dir()),  # a copy there is reused: the cache as we resolve it, now
+            endpoint=endpoint(),
+            **options,
+        )
+    )
+    expected = (meta.etag or "").lower()
+    if re.fullmatch(r"[0-9a-f]{64}", expected):  # large (LFS) files: the etag is the content's SHA-256
+        actual = _sha256(path)
+        if actual != expected:
+            path.unlink(missing_ok=True)
+            raise OSError(f"checksum mismatch: got sha256 {actual}, the hub announced {expected}")
+    log.info("Downloaded %s (%d bytes)", path, path.stat().st_size)
+    return path
+
+
+def _accepts(fn: Any, name: str) -> bool:
+    import inspect
+
     try:
-        with httpx.stream("GET", url, headers=headers, follow_redirects=True, timeout=timeout) as response:
-            response.raise_for_status()
-            expected_sha = _announced_sha256(response)
-            total = int(response.headers.get("Content-Length") or 0)
-            report = _Progress(name, total)
-            digest = hashlib.sha256()
-            done = 0
-            with open(tmp, "wb") as out:
-                for chunk in response.iter_bytes(_CHUNK):
-                    host.throw_if_interrupted()
-                    out.write(chunk)
-                    digest.update(chunk)
-                    done += len(chunk)
-                    report(done)
-            report.close()
-        if total and done != total:
-            raise OSError(f"connection closed after {done} of {total} bytes")
-        if expected_sha and digest.hexdigest() != expected_sha:
-            raise OSError(f"checksum mismatch: got sha256 {digest.hexdigest()}, the hub announced {expected_sha}")
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    log.info("Downloaded %s (%d bytes)", dest, done)
-    return dest
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
 
 
-def _announced_sha256(response: Any) -> str:
-    for r in [*response.history, response]:
-        etag = r.headers.get("X-Linked-Etag") or ""
-        etag = etag.strip('"').lower().removeprefix("w/").strip('"')
-        if re.fullmatch(r"[0-9a-f]{64}", etag):
-            return etag
-    return ""
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
-class _Progress:
-    """ComfyUI's progress bar plus tqdm on a terminal, else a log line every ~10 %."""
+def _progress_class() -> type:
+    """A tqdm class for huggingface_hub that also drives ComfyUI's progress bar and honours Cancel.
 
-    def __init__(self, name: str, total: int) -> None:
-        self.total = total
-        self.bar = host.progress_bar(total) if total else (lambda value: None)
-        self.tqdm = None
-        self.next_log = 0.1
-        self.start = time.monotonic()
-        self.last = 0
-        if sys.stderr is not None and sys.stderr.isatty():
-            try:
-                from tqdm import tqdm
+    On a terminal it draws tqdm's bar; elsewhere (ComfyUI's log, a pipe) it logs every ~10 %.
+    """
+    from tqdm.auto import tqdm
 
-                self.tqdm = tqdm(total=total or None, unit="B", unit_scale=True, desc=name)
-            except ImportError:
-                pass
-        self.name = name
+    class ComfyProgress(tqdm):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.pop("name", None)
+            kwargs["disable"] = sys.stderr is None or not sys.stderr.isatty()
+            super().__init__(*args, **kwargs)
+            self.done = int(kwargs.get("initial") or 0)
+            self.bytes_total = int(kwargs.get("total") or 0)
+            self.comfy = host.progress_bar(self.bytes_total)
+            self.next_log = 0.1
+            self.label = str(kwargs.get("desc") or "download")
 
-    def __call__(self, done: int) -> None:
-        self.bar(done)
-        if self.tqdm is not None:
-            self.tqdm.update(done - self.last)
-        elif self.total and done / self.total >= self.next_log:
-            log.info("%s: %d%% of %.1f MB", self.name, 100 * done // self.total, self.total / 1e6)
-            self.next_log += 0.1
-        self.last = done
+        def update(self, n: float | None = 1) -> bool | None:
+            host.throw_if_interrupted()  # Cancel in ComfyUI stops the transfer
+            self.done += int(n or 0)
+            self.comfy(self.done)
+            total = self.bytes_total
+            if self.disable and total and self.done / total >= self.next_log:
+                log.info("%s: %d%% of %.1f MB", self.label, 100 * self.done // total, total / 1e6)
+                self.next_log = (self.done * 10 // total + 1) / 10
+            return super().update(n)
 
-    def close(self) -> None:
-        if self.tqdm is not None:
-            self.tqdm.close()
+    return ComfyProgress
 
 
 def load_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
