@@ -27,8 +27,10 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pytest
 
 BuildRepo = Callable[[Path], None]
 BUILDERS: dict[str, BuildRepo] = {}
@@ -87,6 +89,27 @@ def _cache_key() -> str:
         pass
     digest.update(torch.__version__.encode())
     return digest.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def only_these_weights(root: Path) -> Iterator[Path]:
+    """For in-process tests: the pack finds weights in ``root`` only (no HF cache, no aux ckpts, no
+    download: a miss fails instead of reaching the network), runs on the CPU, and starts and ends
+    with an empty model cache."""
+    from scenario_detect.nodes.local.models import MODELS
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SCENARIO_DETECT_MODELS_DIR", str(root))
+    mp.setenv("SCENARIO_DETECT_OFFLINE", "1")
+    mp.setenv("HF_HUB_CACHE", str(root / ".empty-hf-cache"))
+    mp.setenv("AUX_ANNOTATOR_CKPTS_PATH", str(root / ".no-ckpts"))
+    mp.setenv("SCENARIO_DETECT_DEVICE", "cpu")
+    MODELS.clear()
+    try:
+        yield root
+    finally:
+        MODELS.clear()
+        mp.undo()
 
 
 def models_root() -> Path:

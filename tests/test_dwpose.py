@@ -19,6 +19,7 @@ from types import ModuleType, SimpleNamespace
 import dwpose_standins
 import numpy as np
 import pytest
+import random_weights
 import torch
 
 from scenario_detect.nodes.local import dwpose, run_local
@@ -55,17 +56,8 @@ def ref_pose() -> ModuleType:
 
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    root = dwpose_standins.write_all(tmp_path_factory.mktemp("dwpose-models"))
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SCENARIO_DETECT_MODELS_DIR", str(root))
-    mp.setenv("SCENARIO_DETECT_OFFLINE", "1")
-    mp.setenv("HF_HUB_CACHE", str(root / ".empty-hf-cache"))
-    mp.setenv("AUX_ANNOTATOR_CKPTS_PATH", str(root / ".no-ckpts"))
-    mp.setenv("SCENARIO_DETECT_DEVICE", "cpu")
-    MODELS.clear()
-    yield root
-    MODELS.clear()
-    mp.undo()
+    with random_weights.only_these_weights(dwpose_standins.write_all(tmp_path_factory.mktemp("dwpose-models"))) as root:
+        yield root
 
 
 def _figure(height: int = 240, width: int = 480, seed: int = 0) -> np.ndarray:

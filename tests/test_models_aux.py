@@ -44,16 +44,8 @@ PARAMS = {"resolution": 128, "keypoint_threshold": 0.3}
 @pytest.fixture(scope="module")
 def models_dir() -> Iterator[Path]:
     """The session's random-weight models folder (built once, cached across sessions)."""
-    root = random_weights.models_root()
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SCENARIO_DETECT_MODELS_DIR", str(root))
-    mp.setenv("SCENARIO_DETECT_OFFLINE", "1")  # a miss must fail, never reach the network
-    mp.setenv("HF_HUB_CACHE", str(root / ".empty-hf-cache"))
-    mp.setenv("SCENARIO_DETECT_DEVICE", "cpu")
-    MODELS.clear()
-    yield root
-    MODELS.clear()
-    mp.undo()
+    with random_weights.only_these_weights(random_weights.models_root()) as root:
+        yield root
 
 
 def _image(batch: int = 2, height: int = 40, width: int = 56) -> torch.Tensor:
