@@ -10,7 +10,10 @@ a behaviour, so one server covers every case:
   ``127.0.0.1``), carrying the linked ETag and size, as the hub sends large files to its CDN;
 - ``corrupt``: an announced SHA-256 that does not match the content;
 - ``flaky``: the first full ``GET`` sends half the file and closes the connection;
-- the first ``slow_gets`` full ``GET``\\s trickle (64 KiB every 0.2 s), so a Cancel lands mid-file.
+- the first ``slow_gets`` full ``GET``\\s trickle (64 KiB every 0.2 s), so a Cancel lands mid-file;
+- ``mid_file`` (a callable, when set): every full ``GET`` sends its first 64 KiB, calls
+  ``mid_file(key)`` and sends the rest when it returns, so a test holds a download mid-file for as
+  long as it wants (driven by its own hooks, not by sleeps).
 
 Content: ``files["org/repo/file"]`` when set, else ``default``. Every request is recorded in
 ``hits`` as (method, path, Range header).
@@ -23,7 +26,7 @@ import http.server
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 COMMIT = "c0ffee" + "0" * 34
@@ -35,6 +38,7 @@ class FakeHub:
         self.files: dict[str, bytes] = {}
         self.hits: list[tuple[str, str, str]] = []
         self.slow_gets = 0
+        self.mid_file: Callable[[str], None] | None = None
         self.url = ""
 
     def content(self, key: str) -> bytes:
@@ -95,6 +99,18 @@ def _handler(hub: FakeHub) -> type[http.server.BaseHTTPRequestHandler]:
                 self.wfile.flush()
                 self.close_connection = True
                 self.connection.shutdown(2)
+                return None
+            if body and hub.mid_file is not None:
+                self._head(200, {**headers, "Content-Length": str(len(payload))})
+                head = 1 << 16
+                try:
+                    self.wfile.write(payload[:head])
+                    self.wfile.flush()
+                    hub.mid_file(key)
+                    self.wfile.write(payload[head:])
+                    self.wfile.flush()
+                except OSError:  # the client gave up on the file
+                    self.close_connection = True
                 return None
             if body and hub.slow_gets > 0:
                 hub.slow_gets -= 1

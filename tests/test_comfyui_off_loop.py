@@ -22,9 +22,8 @@ its next check rather than finish its download and inference for a prompt that i
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import http.server
 import json
+import shutil
 import threading
 import time
 import uuid
@@ -39,6 +38,7 @@ import numpy as np
 import pytest
 import random_weights
 from comfy_host import PromptFailed
+from fake_hub import FakeHub
 from fake_scenario import FakeScenario
 from PIL import Image
 
@@ -47,18 +47,23 @@ pytest.importorskip("controlnet_aux")
 
 POLLS = 3  # cloud polls the hub waits for while it holds the local run's download
 HOLD_LIMIT_S = 30.0  # liveness only: how long the hub holds the file when no poll comes (loop blocked)
-WEIGHT_PATH = "/lllyasviel/Annotators/resolve/main/table5_pidinet.pth"
+WEIGHT_FILE = "lllyasviel/Annotators/table5_pidinet.pth"
 JOB_POLL = r"^/v1/jobs/[\w-]+$"
 
 
-class _HeldHub(http.server.BaseHTTPRequestHandler):
-    """Serves the random PiDiNet file; the first request is held mid-file until the cloud job was
-    polled ``POLLS`` times, then the fake's job gate opens."""
+def _weight_file() -> bytes:
+    """The random PiDiNet checkpoint the hub serves."""
+    return (random_weights.models_root() / WEIGHT_FILE).read_bytes()
 
-    payload = b""
+
+class _HeldHub:
+    """The fake hub's ``mid_file`` hook: the first download of the PiDiNet file is held mid-file
+    until the cloud job was polled ``POLLS`` times (or ``release`` is set), then the fake's job gate
+    opens. Later downloads pass straight through."""
+
     fake: FakeScenario
-    started: float | None = None  # the held download's request arrived
-    finished: float | None = None  # its last byte was sent
+    started: float | None = None  # the held download's first bytes were sent
+    finished: float | None = None  # the hold ended; the rest of the file follows at once
     held = False
     polls_to_release: int | None = POLLS  # None: hold until ``release`` is set
     release = threading.Event()
@@ -70,40 +75,19 @@ class _HeldHub(http.server.BaseHTTPRequestHandler):
         cls.polls_to_release = polls_to_release
         cls.release = threading.Event()
 
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        if self.path != WEIGHT_PATH:
-            self.send_response(404)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        cls = type(self)
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(self.payload)))
-        self.send_header("X-Linked-Etag", f'"{hashlib.sha256(self.payload).hexdigest()}"')
-        self.end_headers()
-        if cls.held:
-            self.wfile.write(self.payload)
+    @classmethod
+    def mid_file(cls, key: str) -> None:
+        if cls.held or not key.endswith(WEIGHT_FILE):
             return
         cls.held = True
         cls.started = time.monotonic()
         polled_before = len(cls.fake.requests_to("GET", JOB_POLL))  # the cloud node may have started first
-        head = 1 << 16
-        self.wfile.write(self.payload[:head])
-        self.wfile.flush()
         if cls.polls_to_release is None:
             if cls.fake.job_gate is not None:
                 cls.fake.job_gate.set()  # the cloud job may end now: the local run is in its download
             cls.release.wait(timeout=HOLD_LIMIT_S)
         else:
             cls.fake.wait_for_requests("GET", JOB_POLL, polled_before + cls.polls_to_release, timeout=HOLD_LIMIT_S)
-        try:
-            self.wfile.write(self.payload[head:])
-            self.wfile.flush()
-        except OSError:  # the client gave up on the file
-            pass
         cls.finished = time.monotonic()
         if cls.fake.job_gate is not None:
             cls.fake.job_gate.set()
@@ -165,35 +149,33 @@ def _read(path: Path) -> np.ndarray:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[comfy_host.ComfyServer, FakeScenario, Path]]:
     """A server of its own: downloads allowed from the held hub, Scenario keys for the fake."""
-    _HeldHub.payload = (
-        random_weights.models_root() / "lllyasviel" / "Annotators" / "table5_pidinet.pth"
-    ).read_bytes()
-    hub = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HeldHub)
-    threading.Thread(target=hub.serve_forever, daemon=True).start()
+    hub = FakeHub()
+    hub.files[WEIGHT_FILE] = _weight_file()
+    hub.mid_file = _HeldHub.mid_file
     try:
-        with FakeScenario(job_seconds=0.3) as fake:
+        with hub.serve() as hub_url, FakeScenario(job_seconds=0.3) as fake:
             _HeldHub.fake = fake
             options, models = comfy_host.without_weights(
                 tmp_path_factory.mktemp("off-loop"),
-                HF_ENDPOINT=f"http://127.0.0.1:{hub.server_address[1]}",
+                HF_ENDPOINT=hub_url,
                 SCENARIO_DETECT_OFFLINE="0",
                 HF_HUB_OFFLINE="0",
                 SCENARIO_DETECT_CACHE="0",
                 **fake.env(),
             )
             with comfy_host.start_server(options, name="off-loop") as server:
-                yield server, fake, models / "lllyasviel" / "Annotators"
+                try:
+                    yield server, fake, models / "lllyasviel" / "Annotators"
+                finally:
+                    _HeldHub.release.set()  # a hold still waiting must not keep the hub from closing
     finally:
         _HeldHub.release.set()
-        hub.shutdown()
-        hub.server_close()
 
 
 def _fresh(setup: tuple[comfy_host.ComfyServer, FakeScenario, Path], polls_to_release: int | None) -> None:
     """No weight file on disk (the local run downloads it again), a held hub, a gated fake."""
     _, fake, folder = setup
-    for path in folder.glob("*") if folder.is_dir() else []:
-        path.unlink()
+    shutil.rmtree(folder, ignore_errors=True)  # the file and huggingface_hub's bookkeeping (.cache/)
     fake.reset()
     fake.job_gate = threading.Event()
     _HeldHub.reset(polls_to_release)
@@ -256,7 +238,7 @@ def test_cloud_job_is_polled_while_a_local_run_works(setup) -> None:
 
     # Progress of the local run (its download: max = file size) is reported on the local node,
     # so the worker thread saw the node's execution context.
-    download_progress = [p for p in events.of_type("progress") if p.get("max") == len(_HeldHub.payload)]
+    download_progress = [p for p in events.of_type("progress") if p.get("max") == len(_weight_file())]
     assert download_progress, "no progress reached ComfyUI from the local run"
     assert {p["node"] for p in download_progress} == {"2"}
 
@@ -293,4 +275,4 @@ def test_a_local_run_whose_prompt_failed_stops_at_its_next_check(setup) -> None:
         timeout=240,
     )
     assert _read(server.output_images(history, "4")[0]).shape == (128, 192, 3)
-    assert (folder / "table5_pidinet.pth").read_bytes() == _HeldHub.payload
+    assert (folder / "table5_pidinet.pth").read_bytes() == _weight_file()
