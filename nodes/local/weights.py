@@ -38,15 +38,19 @@ Resolution order for a file ``<org>/<repo>/<file>``:
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import logging
 import os
 import re
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 from .. import host
 
@@ -323,47 +327,146 @@ def _missing_message(missing: list[tuple[WeightFile, Path]], why: str) -> str:
     return "\n".join(lines)
 
 
-def download(spec: WeightFile, folder: Path) -> Path:
-    """Download ``spec`` into ``folder`` (as ``folder/<filename>``) with huggingface_hub.
+PARTIAL_DIR = (".cache", "scenario-detect")  # under a download folder: partial files and their locks
 
-    huggingface_hub brings ``HF_ENDPOINT`` mirrors, ``HF_TOKEN``, Xet-accelerated transfers where
-    the hub offers them, and resumes a transfer cut half-way (a ``Range`` request from the byte it
-    had). The file is written under a temporary name and renamed when complete, so ``folder`` never
-    holds a partial file under the real name (huggingface_hub keeps its bookkeeping in
-    ``folder/.cache/huggingface``). The SHA-256 the hub announces for large files is checked.
+
+def partial_path(folder: Path, filename: str, etag: str) -> Path:
+    """Where the unfinished download of ``folder/<filename>`` lives, for the hub's ``etag`` of it.
+
+    ``<folder>/.cache/scenario-detect/<filename>.<etag>.partial``: hidden from the models folder (never
+    found as a weight), on the same file system as the final file (the rename is atomic), and named
+    by the etag so bytes of an older version of the file are never continued by a newer one.
+    """
+    key = etag if re.fullmatch(r"[\w-]{1,80}", etag) else hashlib.sha256(etag.encode()).hexdigest()[:32]
+    return folder.joinpath(*PARTIAL_DIR, f"{filename}.{key or 'no-etag'}.partial")
+
+
+def download(spec: WeightFile, folder: Path) -> Path:
+    """Download ``spec`` into ``folder`` (as ``folder/<filename>``), resuming an earlier attempt.
+
+    The bytes go to ``partial_path(folder, filename, etag)`` and stay there when the transfer stops
+    for any reason (Cancel, an error, a killed process); the next attempt, in this process or
+    another, continues them with a ``Range: bytes=<size>-`` request, if the hub still announces the
+    same etag (a partial of another version of the file is deleted). Only a complete file whose size,
+    and for large files SHA-256 (the hub's etag), match is renamed to the real name; a checksum
+    mismatch deletes the partial. One process at a time downloads a file (a lock file beside the
+    partial; the others wait, and find the finished file).
+
+    Why huggingface_hub's pieces and not ``hf_hub_download``: ``hf_hub_download`` writes to a
+    process-unique temporary file and deletes it on any error, so anything but a connection cut
+    within one run started again from byte 0. We keep what it gave us by using the same building
+    blocks: ``get_hf_file_metadata`` (``HF_ENDPOINT`` mirrors, ``HF_TOKEN``, the redirect to the CDN,
+    etag and size) and ``http_get`` (its retries, which resume a cut transfer within the run, its
+    handling of a server that ignores ``Range``, its size check). What we give up: Xet transfers
+    (with the hf_xet package, which huggingface_hub installs on x86_64/arm64) have no resume across
+    processes and no file we could continue, so files are fetched over plain HTTPS, which the hub
+    serves for every file, Xet-backed ones included; for files of a few MB to ~1.5 GB, resuming
+    matters more than Xet's parallel chunks. And ``hf_hub_download``'s copy from the HF cache, which
+    ``find_weight`` already covers (any cached snapshot is used in place, nothing is downloaded).
     Progress goes to ComfyUI's progress bar, and to tqdm on a terminal; Cancel stops the transfer.
+    huggingface_hub reads 10 MB at a time, so a stop loses at most the last 10 MB.
     """
     import huggingface_hub as hub
+    from huggingface_hub.file_download import http_get
+    from huggingface_hub.utils import build_hf_headers
 
     folder.mkdir(parents=True, exist_ok=True)
     url = hub.hf_hub_url(spec.repo, spec.filename, revision="main", endpoint=endpoint())
-    # A quick HEAD first: an unreachable host fails here at once (huggingface_hub's own first call
-    # retries with back-off for ~20 s), and it gives the checksum to verify.
+    # A quick HEAD first: an unreachable host fails here at once (huggingface_hub's retries would
+    # back off for ~20 s). It gives the etag (the partial's identity), the size and the CDN address.
     no_retry = {"retry_on_errors": False} if _accepts(hub.get_hf_file_metadata, "retry_on_errors") else {}
     meta = hub.get_hf_file_metadata(url, timeout=30, **no_retry)
-    options: dict[str, Any] = {}
-    if _accepts(hub.hf_hub_download, "tqdm_class"):  # huggingface_hub >= 0.32
-        options["tqdm_class"] = _progress_class()
-    log.info("Downloading %s from %s to %s", spec.filename, url, folder)
-    path = Path(
-        hub.hf_hub_download(
-            spec.repo,
-            spec.filename,
-            revision="main",
-            local_dir=str(folder),
-            cache_dir=str(hf_cache_dir()),  # a copy there is reused: the cache as we resolve it, now
-            endpoint=endpoint(),
-            **options,
-        )
-    )
-    expected = (meta.etag or "").lower()
-    if re.fullmatch(r"[0-9a-f]{64}", expected):  # large (LFS) files: the etag is the content's SHA-256
-        actual = _sha256(path)
-        if actual != expected:
-            path.unlink(missing_ok=True)
-            raise OSError(f"checksum mismatch: got sha256 {actual}, the hub announced {expected}")
-    log.info("Downloaded %s (%d bytes)", path, path.stat().st_size)
-    return path
+    etag = meta.etag or ""
+    expected_size = meta.size
+    dest = folder / spec.filename
+    partial = partial_path(folder, spec.filename, etag)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    with _process_lock(partial.parent / f"{Path(spec.filename).name}.lock"):
+        if dest.is_file() and dest.stat().st_size > 0:  # another process finished it while we waited
+            return dest
+        _discard_other_partials(partial)
+        resume = partial.stat().st_size if partial.is_file() else 0
+        if resume and (not etag or (expected_size is not None and resume > expected_size)):
+            resume = 0  # unverifiable or longer than the file: start again
+        # As huggingface_hub does: the body of a large file comes from the CDN the hub redirects to,
+        # and a token is only sent to the hub itself. Xet-backed files are fetched from the hub URL,
+        # which redirects to their plain-HTTPS bridge.
+        source = url if getattr(meta, "xet_file_data", None) is not None else urljoin(url, meta.location or url)
+        headers = build_hf_headers()
+        headers["Accept-Encoding"] = "identity"  # byte offsets of the file itself, so Range resumes it
+        if _origin(source) not in {_origin(url), _origin(DEFAULT_ENDPOINT)}:
+            headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+        options: dict[str, Any] = {"displayed_filename": Path(spec.filename).name}
+        if _accepts(http_get, "tqdm_class"):  # huggingface_hub >= 0.32
+            options["tqdm_class"] = _progress_class()
+        if resume:
+            log.info("Resuming %s from %s at byte %d, in %s", spec.filename, url, resume, folder)
+        else:
+            log.info("Downloading %s from %s to %s", spec.filename, url, folder)
+        with open(partial, "r+b" if resume else "wb") as f:
+            f.seek(resume)
+            f.truncate()
+            try:
+                http_get(source, f, resume_size=resume, headers=headers, expected_size=expected_size, **options)
+            except Exception as exc:
+                if getattr(getattr(exc, "response", None), "status_code", None) == 416:
+                    f.close()
+                    partial.unlink(missing_ok=True)  # the server refuses our offset: start again next time
+                raise
+        if re.fullmatch(r"[0-9a-f]{64}", etag.lower()):  # large (LFS) files: the etag is the content's SHA-256
+            actual = _sha256(partial)
+            if actual != etag.lower():
+                partial.unlink(missing_ok=True)  # a spliced or corrupt partial must not be continued
+                raise OSError(f"checksum mismatch: got sha256 {actual}, the hub announced {etag.lower()}")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(partial, dest)  # atomic: the real name only ever holds a complete file
+    log.info("Downloaded %s (%d bytes)", dest, dest.stat().st_size)
+    return dest
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+
+
+def _discard_other_partials(partial: Path) -> None:
+    """Delete partials of the same file for other etags: the file changed upstream since."""
+    stem = partial.name.rsplit(".", 2)[0]  # "<name>" of "<name>.<etag>.partial"
+    for other in partial.parent.glob(glob.escape(stem) + ".*.partial"):
+        if other != partial and other.name.rsplit(".", 2)[0] == stem:
+            log.info("Deleting %s: the hub now has another version of that file", other)
+            other.unlink(missing_ok=True)
+
+
+@contextmanager
+def _process_lock(path: Path) -> Iterator[None]:
+    """An OS file lock (released by the OS if the process dies), waited for with Cancel honoured.
+
+    filelock comes with huggingface_hub. On a file system without ``flock`` we go without it (the
+    per-process ``_download_lock`` still holds; two processes may then both download the file, and
+    the size and checksum checks catch a spliced partial).
+    """
+    from filelock import FileLock, Timeout
+
+    lock: FileLock | None = FileLock(str(path))
+    waited = 0
+    while lock is not None:
+        try:
+            lock.acquire(timeout=1)
+            break
+        except Timeout:
+            host.throw_if_interrupted()
+            waited += 1
+            if waited % 10 == 0:
+                log.info("Waiting for another process to finish downloading into %s (%d s)", path.parent, waited)
+        except NotImplementedError:
+            log.warning("No file locking on %s: downloading without a lock", path.parent)
+            lock = None
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def _accepts(fn: Any, name: str) -> bool:
