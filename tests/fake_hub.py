@@ -10,10 +10,11 @@ a behaviour, so one server covers every case:
   ``127.0.0.1``), carrying the linked ETag and size, as the hub sends large files to its CDN;
 - ``corrupt``: an announced SHA-256 that does not match the content;
 - ``flaky``: the first full ``GET`` sends half the file and closes the connection;
+- ``norange``: ``Range`` headers are ignored (a ``200`` with the whole file, as some proxies do);
 - the first ``slow_gets`` full ``GET``\\s trickle (64 KiB every 0.2 s), so a Cancel lands mid-file;
-- ``mid_file`` (a callable, when set): every full ``GET`` sends its first 64 KiB, calls
-  ``mid_file(key)`` and sends the rest when it returns, so a test holds a download mid-file for as
-  long as it wants (driven by its own hooks, not by sleeps).
+- ``mid_file`` (a callable, when set): every full ``GET`` sends its first ``mid_file_at`` bytes
+  (64 KiB unless set), calls ``mid_file(key)`` and sends the rest when it returns, so a test holds
+  a download mid-file for as long as it wants (driven by its own hooks, not by sleeps).
 
 Content: ``files["org/repo/file"]`` when set, else ``default``. Every request is recorded in
 ``hits`` as (method, path, Range header).
@@ -39,6 +40,7 @@ class FakeHub:
         self.hits: list[tuple[str, str, str]] = []
         self.slow_gets = 0
         self.mid_file: Callable[[str], None] | None = None
+        self.mid_file_at = 1 << 16
         self.url = ""
 
     def content(self, key: str) -> bytes:
@@ -88,7 +90,7 @@ def _handler(hub: FakeHub) -> type[http.server.BaseHTTPRequestHandler]:
                 return self._reply(302, b"", headers, body)
             headers = {"X-Repo-Commit": COMMIT, "X-Linked-Etag": f'"{sha}"', "ETag": f'"{sha}"',
                        "Accept-Ranges": "bytes"}
-            ranged = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
+            ranged = None if "norange" in name else re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
             if body and ranged:
                 start = int(ranged.group(1))
                 headers["Content-Range"] = f"bytes {start}-{len(payload) - 1}/{len(payload)}"
@@ -102,7 +104,7 @@ def _handler(hub: FakeHub) -> type[http.server.BaseHTTPRequestHandler]:
                 return None
             if body and hub.mid_file is not None:
                 self._head(200, {**headers, "Content-Length": str(len(payload))})
-                head = 1 << 16
+                head = hub.mid_file_at
                 try:
                     self.wfile.write(payload[:head])
                     self.wfile.flush()

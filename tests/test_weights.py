@@ -2,20 +2,28 @@
 
 Downloads go through huggingface_hub to a real HTTP server on 127.0.0.1 (``HF_ENDPOINT`` points
 there) that answers like the hub (``tests/fake_hub.py``: ETags, sizes, ``Range`` requests, a
-redirect to a CDN on another host name, 404s); the file name picks a behaviour.
+redirect to a CDN on another host name, 404s); the file name picks a behaviour. Interrupted
+downloads are driven by the hub's ``mid_file`` hook (a download held mid-file), never by sleeps.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
-from collections.abc import Iterator
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import torch
 from fake_hub import FakeHub
 
+from scenario_detect.nodes import host
 from scenario_detect.nodes.local import weights
 from scenario_detect.nodes.local.weights import WeightFile, WeightsUnavailable
 
@@ -27,6 +35,11 @@ LARGE = os.urandom(24 << 20)
 
 HUB = FakeHub(default=PAYLOAD)
 HUB.files["someorg/somerepo/flaky.pth"] = LARGE
+for _name in ("killed.pth", "cancelled.pth"):
+    HUB.files[f"someorg/somerepo/{_name}"] = LARGE
+# Where the hub holds an interrupted download: past huggingface_hub's first 10 MB read, so those
+# bytes are on disk (it writes what it reads in 10 MB blocks) when the download stops.
+HOLD_AT = 12 << 20
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +140,7 @@ def test_offline_miss_names_file_url_and_folder(env: Path, monkeypatch: pytest.M
 
 
 def _real_files(folder: Path) -> list[str]:
-    """The files a person sees in ``folder``: huggingface_hub's bookkeeping folder (.cache) aside."""
+    """The files a person sees in ``folder``: the hidden folder of partial downloads (.cache) aside."""
     return sorted(p.name for p in folder.iterdir() if p.name != ".cache") if folder.is_dir() else []
 
 
@@ -137,7 +150,7 @@ def test_download_into_models_folder(env: Path, monkeypatch: pytest.MonkeyPatch,
     assert path == env / "models" / "someorg" / "somerepo" / SPEC.filename
     assert path.read_bytes() == PAYLOAD
     assert _real_files(path.parent) == [SPEC.filename]  # no temp file left
-    assert not list((path.parent / ".cache").rglob("*.incomplete"))
+    assert not list((path.parent / ".cache").rglob("*.partial"))
     assert ("GET", f"/someorg/somerepo/resolve/main/{SPEC.filename}", "") in HUB.hits
     hits = len(HUB.hits)
     assert weights.weight_path(SPEC, models_dir=env / "models") == path  # found, not fetched again
@@ -180,7 +193,7 @@ def test_failed_download_leaves_no_file(env: Path, monkeypatch: pytest.MonkeyPat
     assert f"{hub}/someorg/somerepo/resolve/main/{name}" in str(caught.value)
     assert str(folder) in str(caught.value)
     assert _real_files(folder) == []  # neither the file nor a partial one under its name
-    assert not folder.is_dir() or not list(folder.rglob("*.incomplete"))
+    assert not folder.is_dir() or not list(folder.rglob("*.partial"))  # a corrupt one is deleted too
 
 
 def test_failed_download_lists_every_file_the_model_still_needs(
@@ -269,3 +282,162 @@ def test_repo_folder_offline_names_every_missing_file(env: Path, monkeypatch: py
         for name in ("a.safetensors", "b.json")
     ]  # config.json is there already: not listed
     assert "offline" in message
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 120  # liveness only: the test is driven by the hub's hooks
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting: {what}"
+        time.sleep(0.02)
+
+
+def _on_disk(partial: Path) -> Callable[[], bool]:
+    return lambda: partial.is_file() and partial.stat().st_size > 0
+
+
+def _gets(name: str) -> list[str]:
+    """The Range header of each GET the hub saw for ``name``."""
+    return [ranged for method, route, ranged in HUB.hits if method == "GET" and route.endswith("/" + name)]
+
+
+_DOWNLOAD_IN_A_CHILD = """
+import sys
+from pathlib import Path
+from scenario_detect.nodes.local import weights
+weights.weight_path(weights.WeightFile("someorg/somerepo", sys.argv[2]), models_dir=Path(sys.argv[1]))
+"""
+
+
+def test_download_killed_mid_file_resumes_in_another_process(
+    env: Path, monkeypatch: pytest.MonkeyPatch, hub: str
+) -> None:
+    """A child process downloads a 24 MB file; the hub holds it mid-file and the child is killed
+    (SIGKILL, no clean-up of any kind). The next download, here, asks only for the bytes the
+    partial file lacks (``Range: bytes=<its size>-``) and the result is the served file."""
+    monkeypatch.setenv("HF_ENDPOINT", hub)
+    models = env / "models"
+    folder = models / "someorg" / "somerepo"
+    partial = weights.partial_path(folder, "killed.pth", _sha(LARGE))
+    held, release = threading.Event(), threading.Event()
+
+    def hold(key: str) -> None:
+        if key.endswith("/killed.pth"):
+            held.set()
+            release.wait(timeout=120)
+
+    HUB.mid_file, HUB.mid_file_at = hold, HOLD_AT
+    output = env / "child.log"
+    try:
+        with open(output, "wb") as log:
+            child = subprocess.Popen(
+                [sys.executable, "-c", _DOWNLOAD_IN_A_CHILD, str(models), "killed.pth"],
+                env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT,
+            )
+            try:
+                _wait_until(lambda: held.is_set() or child.poll() is not None, "the child's download")
+                assert held.is_set(), output.read_text(errors="replace")
+                _wait_until(_on_disk(partial), "the child's first bytes on disk")
+            finally:
+                child.kill()
+                child.wait()
+    finally:
+        release.set()
+        HUB.mid_file, HUB.mid_file_at = None, 1 << 16
+    assert child.returncode == -signal.SIGKILL
+    had = partial.stat().st_size
+    assert 0 < had < len(LARGE)
+    assert _real_files(folder) == []  # nothing under the real name
+
+    HUB.hits.clear()
+    path = weights.weight_path(WeightFile("someorg/somerepo", "killed.pth"), models_dir=models)
+    assert _gets("killed.pth") == [f"bytes={had}-"]
+    assert path.read_bytes() == LARGE
+    assert _real_files(folder) == ["killed.pth"] and not partial.exists()
+
+
+def test_cancelled_download_keeps_its_bytes_and_the_next_run_resumes(
+    env: Path, monkeypatch: pytest.MonkeyPatch, hub: str
+) -> None:
+    """Cancel (an abandoned run, as ComfyUI's Cancel reaches a worker run) lands mid-file: the run
+    stops with Interrupted, the bytes on disk stay in the partial file, and the next run continues
+    them with a Range request."""
+    monkeypatch.setenv("HF_ENDPOINT", hub)
+    models = env / "models"
+    folder = models / "someorg" / "somerepo"
+    partial = weights.partial_path(folder, "cancelled.pth", _sha(LARGE))
+    spec = WeightFile("someorg/somerepo", "cancelled.pth")
+    cancel = threading.Event()
+
+    def cancel_once_on_disk(key: str) -> None:
+        if key.endswith("/cancelled.pth"):
+            _wait_until(_on_disk(partial), "the first bytes on disk")
+            cancel.set()  # the rest of the file follows; the next progress update stops the run
+
+    HUB.mid_file, HUB.mid_file_at = cancel_once_on_disk, HOLD_AT
+    host.set_abandon_event(cancel)
+    try:
+        with pytest.raises(host.Interrupted):
+            weights.weight_path(spec, models_dir=models)
+    finally:
+        host.set_abandon_event(None)
+        HUB.mid_file, HUB.mid_file_at = None, 1 << 16
+    had = partial.stat().st_size
+    assert 0 < had < len(LARGE)
+    assert _real_files(folder) == []
+
+    HUB.hits.clear()
+    assert weights.weight_path(spec, models_dir=models).read_bytes() == LARGE
+    assert _gets("cancelled.pth") == [f"bytes={had}-"]
+    assert not partial.exists()
+
+
+def test_partial_of_a_file_changed_upstream_is_discarded(
+    env: Path, monkeypatch: pytest.MonkeyPatch, hub: str
+) -> None:
+    """A partial left by a download of an older version of the file (another etag) is not
+    continued: the new version is fetched whole and the old bytes are deleted."""
+    monkeypatch.setenv("HF_ENDPOINT", hub)
+    folder = env / "models" / "someorg" / "somerepo"
+    older, newer = os.urandom(200_000), os.urandom(200_000)
+    HUB.files["someorg/somerepo/changed.pth"] = newer
+    stale = _put(weights.partial_path(folder, "changed.pth", _sha(older)), older[:100_000])
+    HUB.hits.clear()
+    path = weights.weight_path(WeightFile("someorg/somerepo", "changed.pth"), models_dir=env / "models")
+    assert path.read_bytes() == newer
+    assert _gets("changed.pth") == [""]  # the whole file, no Range
+    assert not stale.exists()
+    assert not list(folder.rglob("*.partial"))
+
+
+def test_server_that_ignores_range_still_yields_the_right_file(
+    env: Path, monkeypatch: pytest.MonkeyPatch, hub: str
+) -> None:
+    """The partial is continued with a Range request, the server answers 200 with the whole file:
+    the partial is rewritten from byte 0, not appended to."""
+    monkeypatch.setenv("HF_ENDPOINT", hub)
+    folder = env / "models" / "someorg" / "somerepo"
+    partial = _put(weights.partial_path(folder, "norange.pth", _sha(PAYLOAD)), PAYLOAD[:100_000])
+    HUB.hits.clear()
+    path = weights.weight_path(WeightFile("someorg/somerepo", "norange.pth"), models_dir=env / "models")
+    assert _gets("norange.pth") == ["bytes=100000-"]
+    assert path.read_bytes() == PAYLOAD
+    assert not partial.exists()
+
+
+def test_partial_with_wrong_bytes_fails_the_checksum_and_is_deleted(
+    env: Path, monkeypatch: pytest.MonkeyPatch, hub: str
+) -> None:
+    """Bytes on disk that are not the file's (a damaged partial under the right etag) are caught by
+    the SHA-256 check; the partial is deleted so the next run starts clean and succeeds."""
+    monkeypatch.setenv("HF_ENDPOINT", hub)
+    folder = env / "models" / "someorg" / "somerepo"
+    spec = WeightFile("someorg/somerepo", "damaged.pth")
+    partial = _put(weights.partial_path(folder, "damaged.pth", _sha(PAYLOAD)), os.urandom(100_000))
+    with pytest.raises(WeightsUnavailable, match="checksum mismatch"):
+        weights.weight_path(spec, models_dir=env / "models")
+    assert not partial.exists() and _real_files(folder) == []
+    assert weights.weight_path(spec, models_dir=env / "models").read_bytes() == PAYLOAD
