@@ -8,6 +8,7 @@ log's "Loading <name>" lines are counted) and released when ComfyUI unloads mode
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 import comfy_host
@@ -18,6 +19,8 @@ from comfy_host import ComfyServer, PromptFailed
 from fake_hub import FakeHub
 from PIL import Image
 from test_comfyui_detect import HEIGHT, WIDTH, detect_graph, keypoints_graph, make_test_image, pose_keypoint_value
+
+from scenario_detect.nodes.local import weights
 
 pytestmark = pytest.mark.comfyui
 pytest.importorskip("controlnet_aux")
@@ -105,8 +108,9 @@ def test_unload_models_releases_and_next_run_reloads(comfy_server: ComfyServer, 
 
 def test_missing_weights_are_downloaded_into_the_models_folder(tmp_path) -> None:
     """A server with an empty models folder (given by extra_model_paths.yaml) and downloads allowed.
-    A run cancelled mid-download leaves neither the file nor a partial one; the next run fetches the
-    file over HTTP (a loopback hub, ``fake_hub.py``) into that folder, then runs."""
+    A run cancelled mid-download leaves no file under the real name, only its partial file (hidden
+    under .cache); the next run continues that partial over HTTP (a loopback hub, ``fake_hub.py``)
+    into the folder, then runs."""
     payload = (random_weights.models_root() / "lllyasviel" / "Annotators" / "table5_pidinet.pth").read_bytes()
     hub = FakeHub(default=payload)
     hub.slow_gets = 1
@@ -117,33 +121,39 @@ def test_missing_weights_are_downloaded_into_the_models_folder(tmp_path) -> None
         with comfy_host.start_server(options, name="download") as server:
             name = server.upload_image(make_test_image(0), name="download.png")
             folder = models / "lllyasviel" / "Annotators"
+            partial = weights.partial_path(folder, "table5_pidinet.pth", hashlib.sha256(payload).hexdigest())
             prompt = server.queue_prompt(
                 detect_graph(server, name, modality="scribble", local_method="pidinet_scribble")
             )
             deadline = time.monotonic() + 60
-            while not any(folder.rglob("*.incomplete")):  # the download has started (huggingface_hub temp file)
+            while not partial.exists():  # the download has started
                 assert time.monotonic() < deadline, "the download never started"
                 time.sleep(0.05)
             server.interrupt()
             with pytest.raises(PromptFailed) as cancelled:
                 server.wait_for(prompt, timeout=60)
             assert cancelled.value.error["event"] == "execution_interrupted"
-            assert _files(folder) == []  # no file, no partial file
+            assert _files(folder) == [str(partial.relative_to(folder))]  # no file under the real name
+            had = partial.stat().st_size  # what reached the disk (huggingface_hub writes 10 MB blocks)
+            hub.hits.clear()
             result = _run(server, name, "scribble", "pidinet_scribble")
             log = _log(server)
     path = models / "lllyasviel" / "Annotators" / "table5_pidinet.pth"
     assert path.read_bytes() == payload
-    assert _files(path.parent) == ["table5_pidinet.pth"]  # no temp file left
+    assert _files(path.parent) == ["table5_pidinet.pth"]  # the partial became the file
+    gets = [ranged for method, route, ranged in hub.hits if method == "GET"]
+    assert gets == [f"bytes={had}-" if had else ""]  # the next run continued from the bytes on disk
     assert result.shape == (HEIGHT, WIDTH, 3)
-    assert "Downloading table5_pidinet.pth" in log and f"Loading pidinet from {path}" in log
+    assert ("Resuming" if had else "Downloading") + " table5_pidinet.pth" in log
+    assert f"Loading pidinet from {path}" in log
 
 
 def _files(folder) -> list[str]:
-    """Files under ``folder`` a person would see or that hold data: huggingface_hub's lock and
-    metadata files (under .cache/huggingface) aside, but any partial download included."""
+    """Files under ``folder`` a person would see or that hold data: lock files (under .cache) aside,
+    but any partial download included."""
     if not folder.is_dir():
         return []
     return sorted(
         str(p.relative_to(folder)) for p in folder.rglob("*")
-        if p.is_file() and (".cache" not in p.parts or p.name.endswith(".incomplete"))
+        if p.is_file() and (".cache" not in p.parts or p.name.endswith((".partial", ".incomplete")))
     )
