@@ -27,11 +27,13 @@ Resolution order for a file ``<org>/<repo>/<file>``:
    ``models--<org>--<repo>/snapshots/<rev>/<file>``, the ``refs/main`` revision first), then
    comfyui_controlnet_aux's ``custom_nodes/comfyui_controlnet_aux/ckpts/<org>/<repo>/<file>`` (or
    ``$AUX_ANNOTATOR_CKPTS_PATH/<org>/<repo>/<file>``, that pack's own override).
-3. A download with huggingface_hub's ``hf_hub_download(local_dir=<first models folder>/<org>/<repo>)``
-   from ``$HF_ENDPOINT`` (default ``https://huggingface.co``; a mirror works the same), so the file
-   lands in our folder, not in the HF cache: a temporary name and an atomic rename (no partial file
-   under the real name), a transfer cut half-way resumed with a ``Range`` request, Xet transfers
-   where the hub has them, the announced SHA-256 checked, ComfyUI's progress bar and Cancel.
+3. A download with huggingface_hub's ``get_hf_file_metadata`` and ``http_get`` into
+   ``<first models folder>/<org>/<repo>`` from ``$HF_ENDPOINT`` (default ``https://huggingface.co``;
+   a mirror works the same), so the file lands in our folder, not in the HF cache. The bytes go to
+   ``partial_path(...)`` (``<folder>/.cache/scenario-detect/<file>.<etag>.partial``), which survives
+   Cancel, errors and a killed process and is continued with a ``Range`` request next time (same
+   etag only); the complete file is checked (size, the announced SHA-256) and renamed atomically
+   (no partial file under the real name). ComfyUI's progress bar and Cancel apply.
    Disabled by ``HF_HUB_OFFLINE=1`` or ``SCENARIO_DETECT_OFFLINE=1``. huggingface_hub (a dependency
    of transformers and controlnet-aux) is imported only when a download starts.
 """
