@@ -441,3 +441,65 @@ def test_partial_with_wrong_bytes_fails_the_checksum_and_is_deleted(
         weights.weight_path(spec, models_dir=env / "models")
     assert not partial.exists() and _real_files(folder) == []
     assert weights.weight_path(spec, models_dir=env / "models").read_bytes() == PAYLOAD
+
+
+def test_a_download_another_process_holds_is_waited_for_not_repeated(
+    env: Path, monkeypatch: pytest.MonkeyPatch, hub: str
+) -> None:
+    """While another process holds the file's download lock, a run waits; when that process has
+    put the file in place and lets go, the run uses it without fetching a byte."""
+    from filelock import FileLock
+
+    monkeypatch.setenv("HF_ENDPOINT", hub)
+    folder = env / "models" / "someorg" / "somerepo"
+    lock = weights.lock_path(folder, "shared.pth")
+    lock.parent.mkdir(parents=True)
+    other = FileLock(str(lock))  # its own open file: flock conflicts with ours as another process's does
+    other.acquire()
+    HUB.hits.clear()
+    result: list[Path | BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(weights.weight_path(WeightFile("someorg/somerepo", "shared.pth"), models_dir=env / "models"))
+        except BaseException as exc:  # noqa: BLE001 (reported by the assertion below)
+            result.append(exc)
+
+    waiter = threading.Thread(target=run)
+    try:
+        waiter.start()
+        _wait_until(lambda: any(route.endswith("/shared.pth") for _, route, _ in HUB.hits), "the run's HEAD")
+        assert not result  # still waiting for the lock
+        _put(folder / "shared.pth", PAYLOAD)  # what the other process downloaded
+    finally:
+        other.release()
+        waiter.join(timeout=120)
+    assert result == [folder / "shared.pth"]
+    assert _gets("shared.pth") == []
+
+
+def test_cancel_while_waiting_for_another_process_stops_the_run(
+    env: Path, monkeypatch: pytest.MonkeyPatch, hub: str
+) -> None:
+    """Cancel is honoured while waiting for another process's download: the run stops there,
+    without fetching the file itself."""
+    from filelock import FileLock
+
+    monkeypatch.setenv("HF_ENDPOINT", hub)
+    folder = env / "models" / "someorg" / "somerepo"
+    lock = weights.lock_path(folder, "blocked.pth")
+    lock.parent.mkdir(parents=True)
+    other = FileLock(str(lock))
+    other.acquire()
+    cancel = threading.Event()
+    cancel.set()
+    host.set_abandon_event(cancel)
+    HUB.hits.clear()
+    try:
+        with pytest.raises(host.Interrupted):
+            weights.weight_path(WeightFile("someorg/somerepo", "blocked.pth"), models_dir=env / "models")
+    finally:
+        host.set_abandon_event(None)
+        other.release()
+    assert _gets("blocked.pth") == []
+    assert _real_files(folder) == []

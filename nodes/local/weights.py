@@ -343,6 +343,11 @@ def partial_path(folder: Path, filename: str, etag: str) -> Path:
     return folder.joinpath(*PARTIAL_DIR, f"{filename}.{key or 'no-etag'}.partial")
 
 
+def lock_path(folder: Path, filename: str) -> Path:
+    """The lock file one process holds while it downloads ``folder/<filename>``."""
+    return folder.joinpath(*PARTIAL_DIR, f"{filename}.lock")
+
+
 def download(spec: WeightFile, folder: Path) -> Path:
     """Download ``spec`` into ``folder`` (as ``folder/<filename>``), resuming an earlier attempt.
 
@@ -383,7 +388,7 @@ def download(spec: WeightFile, folder: Path) -> Path:
     dest = folder / spec.filename
     partial = partial_path(folder, spec.filename, etag)
     partial.parent.mkdir(parents=True, exist_ok=True)
-    with _process_lock(partial.parent / f"{Path(spec.filename).name}.lock"):
+    with _process_lock(lock_path(folder, spec.filename)):
         if dest.is_file() and dest.stat().st_size > 0:  # another process finished it while we waited
             return dest
         _discard_other_partials(partial)
