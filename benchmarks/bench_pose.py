@@ -120,11 +120,12 @@ def main() -> None:
 
 
 def dwpose_rows(image: torch.Tensor, detector, estimator, people_counts: list[int], repeats: int) -> list:
+    from scenario_detect.nodes.images import rgb_u8_at
     from scenario_detect.nodes.local import dwpose
     from scenario_detect.nodes.local.models import fit_size
 
     h, w = fit_size(image.shape[1], image.shape[2], 512, 1)
-    rgb = dwpose._as_uint8(image[0].numpy(), (h, w))
+    rgb = rgb_u8_at(image[0].numpy(), (h, w))
 
     def pose_stage(n: int) -> None:
         crops, where = [], []

@@ -33,15 +33,18 @@ def set_abandon_event(event: threading.Event | None) -> None:
     _ABANDONED.set(event)
 
 
-def _throw_if_abandoned() -> None:
+def _abandoned() -> bool:
     event = _ABANDONED.get()
-    if event is not None and event.is_set():
+    return event is not None and event.is_set()
+
+
+def _throw_if_abandoned() -> None:
+    if _abandoned():
         raise Interrupted("the local run was abandoned: its prompt was cancelled or failed")
 
 
 def interrupted() -> bool:
-    event = _ABANDONED.get()
-    if event is not None and event.is_set():
+    if _abandoned():
         return True
     if not in_comfyui():
         return False

@@ -113,6 +113,14 @@ def rgb_u8(frame: np.ndarray) -> np.ndarray:
     return cv2.convertScaleAbs(rgb, alpha=255.0)
 
 
+def rgb_u8_at(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """[h, w, 3] uint8 RGB of one sanitised float frame at ``size`` (h, w), shrunk by area and rounded
+    half up (as controlnet-aux prepares a network's input): what the pose networks read."""
+    if frame.shape[:2] != size:
+        frame = cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray((np.clip(frame, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
+
+
 def sanitized(images: torch.Tensor) -> torch.Tensor:
     """[B, H, W, 3] float32 0..1 without NaN: what model-backed detectors receive."""
     batch = to_batch(images)

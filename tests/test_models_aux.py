@@ -19,7 +19,7 @@ import torch
 from scenario_detect.nodes.local import aux_detectors as ad
 from scenario_detect.nodes.local import run_local
 from scenario_detect.nodes.local.models import MODELS, ModelCache, fit_size
-from scenario_detect.nodes.local.pose_drawing import draw_people
+from scenario_detect.nodes.local.pose_drawing import Point, draw_people
 from scenario_detect.nodes.local.weights import WeightsUnavailable
 
 pytest.importorskip("controlnet_aux")
@@ -153,8 +153,8 @@ def test_keypoint_threshold_filters_by_confidence() -> None:
 
 
 def test_hand_and_face_drawing() -> None:
-    hand = [ad._Point(0.1 + 0.02 * i, 0.5 + 0.01 * i) for i in range(21)]
-    face = [ad._Point(0.5, 0.2), ad._Point(-1.0, -1.0)]  # negative: not detected
+    hand = [Point(0.1 + 0.02 * i, 0.5 + 0.01 * i) for i in range(21)]
+    face = [Point(0.5, 0.2), Point(-1.0, -1.0)]  # negative: not detected
     canvas = draw_people([([None] * 18, hand, None, face)], 100, 100)
     assert canvas.any() and tuple(canvas[20, 50]) == (255, 255, 255)
 
@@ -287,7 +287,7 @@ def test_scribble_thinning_matches_controlnet_reference() -> None:
 def test_body_drawing_matches_openpose_reference() -> None:
     op = ad.aux("open_pose")
     rng = np.random.default_rng(5)
-    points = [ad._Point(float(x), float(y)) for x, y in rng.uniform(0.1, 0.9, (18, 2))]
+    points = [Point(float(x), float(y)) for x, y in rng.uniform(0.1, 0.9, (18, 2))]
     points[4] = points[11] = None  # missing joints: their limbs are skipped
     ours = draw_people([(points, None, None, None)], 240, 320)
     ref = op.util.draw_bodypose(np.zeros((240, 320, 3), np.uint8), points)

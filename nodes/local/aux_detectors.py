@@ -26,16 +26,26 @@ import threading
 import warnings
 from pathlib import Path
 from types import ModuleType
-from typing import Any, NamedTuple
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..images import rgb_u8_at
 from .depth_maps import normal_rgb
-from .models import MODELS, Loaded, default_chunk, fit_size, from_model, run_chunks, to_model
-from .pose_drawing import draw_people
+from .models import (
+    MODELS,
+    Loaded,
+    chunk_size,
+    fit_size,
+    from_model,
+    network_resolution,
+    run_chunks,
+    to_model,
+)
+from .pose_drawing import Point, draw_people
 from .pose_keypoints import PoseKeypointFrame, frame_entry, person_entry
 from .weights import WeightFile, load_state_dict, weight_path, weight_paths
 
@@ -154,16 +164,6 @@ def _strip_prefix(state: dict[str, Any], prefix: str) -> dict[str, Any]:
     return {k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in state.items()}
 
 
-def _res(params: dict[str, Any], default: int = 512) -> int:
-    return max(64, int(params.get("resolution", default)))
-
-
-def _chunk(params: dict[str, Any], loaded: Loaded | None = None) -> int:
-    if "chunk" in params:
-        return max(1, int(params["chunk"]))
-    return default_chunk(loaded.device if loaded is not None else torch.device("cpu"))
-
-
 # --- M-LSD -------------------------------------------------------------------------------------
 
 
@@ -197,7 +197,7 @@ def mlsd(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
     _need_aux()
     loaded = MODELS.get("mlsd", weight_path(MLSD), build_mlsd)
     height, width = images.shape[1:3]
-    size = fit_size(height, width, _res(params), 64)
+    size = fit_size(height, width, network_resolution(params), 64)
 
     def run(chunk: torch.Tensor) -> torch.Tensor:
         x = to_model(chunk, size, loaded) * 2.0 - 1.0
@@ -216,7 +216,7 @@ def mlsd(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
                 cv2.line(canvas, p0, p1, 255, thickness, cv2.LINE_8)
         return torch.from_numpy(maps).float().div_(255.0)[..., None].expand(-1, -1, -1, 3)
 
-    return run_chunks(images, _chunk(params, loaded), run)
+    return run_chunks(images, chunk_size(params, loaded), run)
 
 
 # --- scribble: PiDiNet and HED, thinned and thickened like ControlNet's scribble maps ----------
@@ -314,12 +314,12 @@ def scribble_pidinet(images: torch.Tensor, params: dict[str, Any]) -> torch.Tens
     # float32: a 2.9 MB network gains little from float16, which was never checked against the reference.
     loaded = MODELS.get("pidinet", weight_path(PIDINET), build_pidinet, half_ok=False)
     height, width = images.shape[1:3]
-    size = fit_size(height, width, _res(params), 8)
+    size = fit_size(height, width, network_resolution(params), 8)
 
     def run(chunk: torch.Tensor) -> torch.Tensor:
         return _scribble(pidinet_edges(loaded, chunk, size), height, width)
 
-    return run_chunks(images, _chunk(params, loaded), run)
+    return run_chunks(images, chunk_size(params, loaded), run)
 
 
 def scribble_hed(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
@@ -327,12 +327,12 @@ def scribble_hed(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
     # float32 only: HED takes 0..255 inputs and its deep activations can overflow float16.
     loaded = MODELS.get("hed", weight_path(HED), build_hed, half_ok=False)
     height, width = images.shape[1:3]
-    size = fit_size(height, width, _res(params), 16)
+    size = fit_size(height, width, network_resolution(params), 16)
 
     def run(chunk: torch.Tensor) -> torch.Tensor:
         return _scribble(hed_edges(loaded, chunk, size), height, width)
 
-    return run_chunks(images, _chunk(params, loaded), run)
+    return run_chunks(images, chunk_size(params, loaded), run)
 
 
 # --- lineart (sketch) and anime lineart ----------------------------------------------------------
@@ -346,13 +346,13 @@ def _lineart(images: torch.Tensor, params: dict[str, Any], name: str, spec: Weig
     _need_aux()
     loaded = MODELS.get(name, weight_path(spec), build_lineart)
     height, width = images.shape[1:3]
-    size = fit_size(height, width, _res(params), 8)
+    size = fit_size(height, width, network_resolution(params), 8)
 
     def run(chunk: torch.Tensor) -> torch.Tensor:
         lines = 1.0 - loaded.module(to_model(chunk, size, loaded)).float().clamp(0, 1)  # dark lines -> white
         return from_model(lines, height, width)
 
-    return run_chunks(images, _chunk(params, loaded), run)
+    return run_chunks(images, chunk_size(params, loaded), run)
 
 
 def sketch_lineart(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
@@ -376,13 +376,13 @@ def lineart_anime(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
     _need_aux()
     loaded = MODELS.get("lineart_anime", weight_path(LINEART_ANIME), build_lineart_anime)
     height, width = images.shape[1:3]
-    size = fit_size(height, width, _res(params), 256)  # eight 2x downsamplings
+    size = fit_size(height, width, network_resolution(params), 256)  # eight 2x downsamplings
 
     def run(chunk: torch.Tensor) -> torch.Tensor:
         out = loaded.module(to_model(chunk, size, loaded) * 2.0 - 1.0).float()
         return from_model(1.0 - (out * 0.5 + 0.5).clamp(0, 1), height, width)
 
-    return run_chunks(images, _chunk(params, loaded), run)
+    return run_chunks(images, chunk_size(params, loaded), run)
 
 
 # --- BAE surface normals (ControlNet 1.1 normalbae's annotator) --------------------------------
@@ -436,12 +436,12 @@ def normal_bae(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
     # either way, and the reference (what normalbae was trained on) runs in float32.
     loaded = MODELS.get("normal_bae", weight_path(NORMAL_BAE), build_normal_bae, half_ok=False)
     height, width = images.shape[1:3]
-    size = fit_size(height, width, _res(params), 32)  # EfficientNet downsamples by 32
+    size = fit_size(height, width, network_resolution(params), 32)  # EfficientNet downsamples by 32
 
     def run(chunk: torch.Tensor) -> torch.Tensor:
         return from_model(normal_rgb(bae_normals(loaded, chunk, size)), height, width)
 
-    return run_chunks(images, _chunk(params, loaded), run)
+    return run_chunks(images, chunk_size(params, loaded), run)
 
 
 # --- OpenPose ------------------------------------------------------------------------------------
@@ -487,11 +487,6 @@ def _estimator(cls: type, loaded: Loaded) -> Any:
     return obj
 
 
-class _Point(NamedTuple):
-    x: float
-    y: float
-
-
 def confident_keypoints(person: Any, threshold: float, height: int, width: int) -> list[Any]:
     """``keypoint_threshold``: a joint is drawn only when its confidence reaches it.
 
@@ -499,7 +494,7 @@ def confident_keypoints(person: Any, threshold: float, height: int, width: int) 
     ``None`` for joints that are missing or below ``threshold``; limbs need both ends.
     """
     return [
-        _Point(k.x / width, k.y / height) if k is not None and k.score >= threshold else None for k in person.keypoints
+        Point(k.x / width, k.y / height) if k is not None and k.score >= threshold else None for k in person.keypoints
     ]
 
 
@@ -562,12 +557,11 @@ def _pose(
     detector = op.OpenposeDetector(body, hand, face)  # for its hand/face crops around a body
     threshold = float(params.get("keypoint_threshold", 0.3))
     height, width = images.shape[1:3]
-    size = fit_size(height, width, _res(params), 1)
+    size = fit_size(height, width, network_resolution(params), 1)
     keypoints: list[PoseKeypointFrame] = []
 
     def draw_one(frame: np.ndarray) -> np.ndarray:
-        rgb = cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_AREA)
-        bgr = np.ascontiguousarray((np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)[:, :, ::-1])
+        bgr = np.ascontiguousarray(rgb_u8_at(frame, size)[:, :, ::-1])
         candidate, subset = body(bgr)
         found = []
         for person in body.format_body_result(candidate, subset):
@@ -584,7 +578,7 @@ def _pose(
         maps = np.stack([draw_one(frame) for frame in chunk.numpy()])
         return from_model(torch.from_numpy(maps).permute(0, 3, 1, 2).float() / 255.0, height, width)
 
-    maps = run_chunks(images, _chunk(params), run)  # one image at a time inside anyway; in batch order
+    maps = run_chunks(images, chunk_size(params), run)  # one image at a time inside anyway; in batch order
     return maps, keypoints
 
 

@@ -36,8 +36,9 @@ import cv2
 import numpy as np
 import torch
 
-from .models import MODELS, Loaded, default_chunk, fit_size, from_model, run_chunks
-from .pose_drawing import draw_people
+from ..images import rgb_u8_at
+from .models import MODELS, Loaded, chunk_size, fit_size, from_model, network_resolution, run_chunks
+from .pose_drawing import Point, draw_people
 from .pose_keypoints import PoseKeypointFrame, frame_entry, person_entry
 from .weights import WeightFile, weight_path
 
@@ -282,14 +283,9 @@ def estimate_people(detector: Loaded, estimator: Loaded, frames: Sequence[np.nda
 # --- drawing and keypoints -------------------------------------------------------------------------
 
 
-class _Point(NamedTuple):
-    x: float
-    y: float
-
-
-def _normalised(part: np.ndarray, threshold: float, width: int, height: int) -> list[_Point | None]:
+def _normalised(part: np.ndarray, threshold: float, width: int, height: int) -> list[Point | None]:
     """Points of one part as the drawing wants them: 0..1 coordinates, None under the threshold."""
-    return [_Point(x / width, y / height) if c >= threshold and c > 0 else None for x, y, c in part]
+    return [Point(x / width, y / height) if c >= threshold and c > 0 else None for x, y, c in part]
 
 
 def draw(people: Sequence[Person], threshold: float, height: int, width: int) -> np.ndarray:
@@ -320,23 +316,17 @@ def keypoint_entry(people: Sequence[Person], threshold: float, sx: float, sy: fl
     return entries
 
 
-def _as_uint8(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    if frame.shape[:2] != size:
-        frame = cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray((np.clip(frame, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
-
-
 def pose_dwpose(images: torch.Tensor, params: dict[str, Any]) -> tuple[torch.Tensor, list[PoseKeypointFrame]]:
     """DWPose body, hands and face, drawn as OpenPose on black; also the keypoints (POSE_KEYPOINT)."""
     detector = _load(DETECTOR, "dwpose_detector")
     estimator = _load(ESTIMATOR, "dwpose_estimator")
     threshold = float(params.get("keypoint_threshold", 0.3))
     height, width = images.shape[1:3]
-    size = fit_size(height, width, max(64, int(params.get("resolution", 512))), 1)
+    size = fit_size(height, width, network_resolution(params), 1)
     keypoints: list[PoseKeypointFrame] = []
 
     def run(chunk: torch.Tensor) -> torch.Tensor:
-        frames = [_as_uint8(frame, size) for frame in chunk.numpy()]
+        frames = [rgb_u8_at(frame, size) for frame in chunk.numpy()]
         found = estimate_people(detector, estimator, frames)
         for people in found:
             entry = keypoint_entry(people, threshold, width / size[1], height / size[0])
@@ -344,6 +334,5 @@ def pose_dwpose(images: torch.Tensor, params: dict[str, Any]) -> tuple[torch.Ten
         maps = np.stack([draw(people, threshold, size[0], size[1]) for people in found])
         return from_model(torch.from_numpy(maps).permute(0, 3, 1, 2).float() / 255.0, height, width)
 
-    chunk = int(params["chunk"]) if "chunk" in params else default_chunk(detector.device)
-    maps = run_chunks(images, chunk, run)
+    maps = run_chunks(images, chunk_size(params, detector), run)
     return maps, keypoints

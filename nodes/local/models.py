@@ -219,6 +219,18 @@ def default_chunk(device: torch.device) -> int:
     return 1 if device.type == "cpu" else 4
 
 
+def network_resolution(params: dict[str, Any], default: int = 512) -> int:
+    """The short side a network sees (the ``resolution`` parameter, not a widget), at least 64 px."""
+    return max(64, int(params.get("resolution", default)))
+
+
+def chunk_size(params: dict[str, Any], loaded: Loaded | None = None) -> int:
+    """Images per forward pass: the ``chunk`` parameter, else ``default_chunk`` for the model's device."""
+    if "chunk" in params:
+        return max(1, int(params["chunk"]))
+    return default_chunk(loaded.device if loaded is not None else torch.device("cpu"))
+
+
 def fit_size(height: int, width: int, resolution: int, multiple: int) -> tuple[int, int]:
     """The size a network sees: short side ~``resolution``, both sides multiples of ``multiple``.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import colorsys
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -27,6 +27,13 @@ BODY_COLOURS = (
     (0, 0, 255), (85, 0, 255), (170, 0, 255), (255, 0, 255), (255, 0, 170), (255, 0, 85),
 )  # fmt: skip
 HAND_BONES = tuple((0 if i % 4 == 0 else i, i + 1) for i in range(20))  # wrist -> 4 joints per finger
+
+
+class Point(NamedTuple):
+    """A keypoint as the drawing takes it: coordinates normalised to 0..1."""
+
+    x: float
+    y: float
 
 
 def _xy(point: Any, width: int, height: int) -> tuple[int, int] | None:
