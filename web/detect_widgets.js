@@ -158,6 +158,18 @@ function fitHeight(node) {
   node.graph?.setDirtyCanvas?.(true, true);
 }
 
+// The method combo's choices, then which widgets show: both follow the modality (and backend).
+function refresh(node, rules, methods, modalityChanged = false) {
+  applyMethodChoices(node, methods, modalityChanged);
+  applyVisibility(node, rules);
+}
+
+// A node created, configured or loaded: watch its combos and apply the current values.
+function attach(node, rules, methods) {
+  watchCombos(node, rules, methods);
+  refresh(node, rules, methods);
+}
+
 // Re-apply when the modality or backend combo changes (wrapping, not replacing, the callback).
 function watchCombos(node, rules, methods) {
   for (const name of ["modality", "backend"]) {
@@ -167,8 +179,7 @@ function watchCombos(node, rules, methods) {
     const original = widget.callback;
     widget.callback = function (...args) {
       const result = original?.apply(this, args);
-      applyMethodChoices(node, methods, name === "modality");
-      applyVisibility(node, rules);
+      refresh(node, rules, methods, name === "modality");
       return result;
     };
   }
@@ -211,9 +222,7 @@ app.registerExtension({
     const onNodeCreated = nodeType.prototype.onNodeCreated;
     nodeType.prototype.onNodeCreated = function (...args) {
       const result = onNodeCreated?.apply(this, args);
-      watchCombos(this, rules, methods);
-      applyMethodChoices(this, methods);
-      applyVisibility(this, rules);
+      attach(this, rules, methods);
       return result;
     };
 
@@ -221,9 +230,7 @@ app.registerExtension({
     const onConfigure = nodeType.prototype.onConfigure;
     nodeType.prototype.onConfigure = function (...args) {
       const result = onConfigure?.apply(this, args);
-      watchCombos(this, rules, methods);
-      applyMethodChoices(this, methods);
-      applyVisibility(this, rules);
+      attach(this, rules, methods);
       return result;
     };
 
@@ -240,8 +247,6 @@ app.registerExtension({
     const rules = node?.constructor?.detectWidgetRules;
     if (node?.comfyClass !== NODE_CLASS || !rules) return;
     const methods = node.constructor.detectMethodChoices;
-    watchCombos(node, rules, methods);
-    applyMethodChoices(node, methods);
-    applyVisibility(node, rules);
+    attach(node, rules, methods);
   },
 });

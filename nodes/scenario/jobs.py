@@ -75,9 +75,15 @@ class JobOutcome:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _answered_job(data: Any) -> dict[str, Any] | None:
+    """The job in an API answer (a dict with a string ``jobId``), or None."""
+    job = data.get("job") if isinstance(data, dict) else None
+    return job if isinstance(job, dict) and isinstance(job.get("jobId"), str) else None
+
+
 def _job_of(data: dict[str, Any], what: str) -> dict[str, Any]:
-    job = data.get("job")
-    if not isinstance(job, dict) or not isinstance(job.get("jobId"), str):
+    job = _answered_job(data)
+    if job is None:
         raise ScenarioBadResponse(f"Scenario's answer to {what} has no job in it.")
     return job
 
@@ -315,8 +321,8 @@ class RemoteJob:
                 return
             if self._post.cancelled() or self._post.exception() is not None:
                 return  # the POST failed: its error says whether a job may exist (ScenarioMaybeSent)
-            job = (self._post.result().data or {}).get("job")
-            self.id = job.get("jobId") if isinstance(job, dict) else None
+            job = _answered_job(self._post.result().data)
+            self.id = job["jobId"] if job is not None else None
             if not self.id:
                 return
         log.warning("Scenario job %s (%s) left while %s (%s): canceling it", self.id, self.label, self.status, reason)
@@ -341,11 +347,11 @@ class RemoteJob:
             else:
                 log.info("the abandoned detect request for %s failed (%s): no job to cancel", self.label, scrub(exc))
             return
-        job = response.data.get("job") if isinstance(response.data, dict) else None
-        job_id = job.get("jobId") if isinstance(job, dict) else None
-        if not isinstance(job_id, str):
+        job = _answered_job(response.data)
+        if job is None:
             log.warning("the abandoned detect request for %s was answered without a job id", self.label)
             return
+        job_id = job["jobId"]
         if job.get("status") in TERMINAL:
             return
         log.warning("Scenario job %s (%s) was created after the run stopped: canceling it", job_id, self.label)
