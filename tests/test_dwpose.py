@@ -22,8 +22,8 @@ import pytest
 import random_weights
 import torch
 
-from scenario_detect.nodes.local import dwpose, run_local
-from scenario_detect.nodes.local.models import MODELS
+from scenario_detect.nodes.local import dwpose, dwpose_nets, run_local
+from scenario_detect.nodes.local.models import MODELS, Loaded
 from scenario_detect.nodes.local.weights import WeightsUnavailable
 from scenario_detect.nodes.modalities import resolve_local_method
 
@@ -87,34 +87,120 @@ def test_dwpose_is_the_pose_auto_method_and_openpose_stays_by_name() -> None:
 
 def test_standins_have_the_released_interface(models_dir: Path) -> None:
     detector, estimator = _loaded()
-    assert isinstance(detector.module.net, torch.jit.ScriptModule)
-    assert isinstance(estimator.module.net, torch.jit.ScriptModule)
+    # The archives load into the eager modules (weights read, not run) ...
+    assert isinstance(detector.module, dwpose_nets.Yolox) and isinstance(estimator.module, dwpose_nets.RTMPose)
+    # ... and are TorchScript with the released interface, the estimator's batch baked in.
+    det_archive, pose_archive = (_archive(spec) for spec in dwpose.WEIGHTS)
     with torch.inference_mode():
-        raw = detector.module(torch.zeros(1, 3, 640, 640))
-        assert list(raw.shape) == [1, 8400, 85]
-        simcc_x, simcc_y = estimator.module(torch.zeros(5, 3, 384, 288))
+        assert list(det_archive(torch.zeros(1, 3, 640, 640)).shape) == [1, 8400, 85]
+        simcc_x, simcc_y = pose_archive(torch.zeros(5, 3, 384, 288))
         assert list(simcc_x.shape) == [5, 133, 576] and list(simcc_y.shape) == [5, 133, 768]
-        with pytest.raises(RuntimeError):  # the batch is baked into the export: our padding is needed
-            estimator.module(torch.zeros(2, 3, 384, 288))
+        with pytest.raises(RuntimeError):
+            pose_archive(torch.zeros(2, 3, 384, 288))
 
 
-def test_estimator_pads_crops_to_its_batch_of_five(models_dir: Path) -> None:
+def _archive(spec: dwpose.WeightFile) -> torch.jit.ScriptModule:
+    from scenario_detect.nodes.local.weights import weight_path
+
+    return torch.jit.load(str(weight_path(spec)), map_location="cpu")
+
+
+def _torchscript(spec: dwpose.WeightFile, fixed_batch: int) -> Loaded:
+    """Today's path before the eager networks: the archive run as TorchScript, crops padded to its batch."""
+    net = dwpose.TorchScriptNet(_archive(spec), fixed_batch).eval()
+    return Loaded(("torchscript", spec.filename, "cpu", "torch.float32"), net, torch.device("cpu"), torch.float32)
+
+
+def test_estimator_runs_the_crops_it_is_given_in_chunks(models_dir: Path) -> None:
     _, estimator = _loaded()
     rng = np.random.default_rng(1)
-    crops = [rng.normal(size=(3, 384, 288)).astype(np.float32) for _ in range(7)]
+    crops = [rng.normal(size=(3, 384, 288)).astype(np.float32) for _ in range(dwpose.POSE_CHUNK + 3)]
     with torch.inference_mode():
         simcc_x, simcc_y = dwpose.estimate(estimator, crops)
-        alone_x, alone_y = dwpose.estimate(estimator, crops[6:])
-    assert simcc_x.shape == (7, 133, 576) and simcc_y.shape == (7, 133, 768)
-    np.testing.assert_allclose(simcc_x[6:], alone_x, atol=1e-6)  # padding does not leak into real crops
-    np.testing.assert_allclose(simcc_y[6:], alone_y, atol=1e-6)
+        alone_x, alone_y = dwpose.estimate(estimator, crops[-1:])
+        padded_x, padded_y = dwpose.estimate(_torchscript(dwpose.ESTIMATOR, 5), crops)
+    assert simcc_x.shape == (len(crops), 133, 576) and simcc_y.shape == (len(crops), 133, 768)
+    np.testing.assert_allclose(simcc_x[-1:], alone_x, atol=1e-5)  # other crops of the pass do not leak in
+    np.testing.assert_allclose(simcc_y[-1:], alone_y, atol=1e-5)
+    np.testing.assert_allclose(simcc_x, padded_x, atol=1e-4)  # batch n == the archive's padded batches of 5
+    np.testing.assert_allclose(simcc_y, padded_y, atol=1e-4)
+
+
+@pytest.mark.parametrize("bright", [True, False])
+def test_eager_detector_matches_the_archive_run_as_torchscript(tmp_path: Path, bright: bool) -> None:
+    path = dwpose_standins.write_detector(tmp_path / "det.pt", bright=bright, seed=3)
+    eager = dwpose.load_detector(path)
+    assert isinstance(eager, dwpose_nets.Yolox)
+    assert {m.eps for m in eager.modules() if isinstance(m, torch.nn.BatchNorm2d)} <= {1e-3}  # read, then folded
+    image = torch.from_numpy(dwpose.letterbox(_figure(300, 500))[0])[None]
+    with torch.inference_mode():
+        ours, ref = eager(image), torch.jit.load(str(path))(image)
+    assert ours.shape == ref.shape == (1, 8400, 85)
+    scale = float(ref[..., :4].abs().max())  # the box offsets' range (scores are 0..1)
+    np.testing.assert_allclose(ours[..., :4].numpy(), ref[..., :4].numpy(), rtol=0, atol=1e-5 * max(scale, 1.0))
+    np.testing.assert_allclose(ours[..., 4:].numpy(), ref[..., 4:].numpy(), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("eps", [1e-5, 1e-2])
+def test_eager_estimator_matches_the_archive_and_reads_its_batchnorm_epsilon(tmp_path: Path, eps: float) -> None:
+    example = torch.zeros(5, 3, 384, 288)
+    path = dwpose_standins._save(dwpose_standins.released_estimator(seed=4, eps=eps), example, tmp_path / "p.pt")
+    eager = dwpose.load_estimator(path)
+    assert isinstance(eager, dwpose_nets.RTMPose)
+    crops = torch.randn(5, 3, 384, 288, generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        ours, ref = eager(crops), torch.jit.load(str(path))(crops)
+    for a, b in zip(ours, ref, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_dwpose_maps_and_keypoints_match_the_torchscript_path(models_dir: Path) -> None:
+    frames = [_figure(240, 480, seed=5), _figure(360, 300, seed=6)[:, ::-1].copy()]
+    threshold, height, width = 0.0, 240, 480
+    with torch.inference_mode():
+        eager = dwpose.estimate_people(*_loaded(), frames)
+        scripted = dwpose.estimate_people(_torchscript(dwpose.DETECTOR, 1), _torchscript(dwpose.ESTIMATOR, 5), frames)
+    assert [len(p) for p in eager] == [len(p) for p in scripted] and sum(len(p) for p in eager) >= 2
+    for ours, ref in zip(eager, scripted, strict=True):
+        for a, b in zip(ours, ref, strict=True):
+            for part_a, part_b in zip(a, b, strict=True):
+                np.testing.assert_allclose(part_a, part_b, rtol=0, atol=1e-3)  # pixels; scores within 1e-3
+        np.testing.assert_array_equal(
+            draw_safe(ours, threshold, height, width), draw_safe(ref, threshold, height, width)
+        )
+        assert _rounded(dwpose.keypoint_entry(ours, threshold, 1, 1)) == _rounded(
+            dwpose.keypoint_entry(ref, threshold, 1, 1)
+        )
+
+
+def draw_safe(people: list, threshold: float, height: int, width: int) -> np.ndarray:
+    return dwpose.draw(people, threshold, height, width)
+
+
+def _rounded(entries: list[dict]) -> list[dict]:
+    return [{k: [round(v, 2) for v in values] for k, values in entry.items()} for entry in entries]
+
+
+def test_an_archive_of_another_layout_runs_as_torchscript_at_its_batch(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = dwpose_standins.write_estimator(tmp_path / "other.pt", layout="other")
+    with caplog.at_level("WARNING", logger="scenario_detect.dwpose"):
+        net = dwpose.load_estimator(path)
+    assert isinstance(net, dwpose.TorchScriptNet) and net.fixed_batch == 5
+    assert "does not have the released layout" in caplog.text and "other.pt" in caplog.text
+    loaded = Loaded(("x", str(path), "cpu", "torch.float32"), net, torch.device("cpu"), torch.float32)
+    crops = [np.random.default_rng(i).normal(size=(3, 384, 288)).astype(np.float32) for i in range(7)]
+    with torch.inference_mode():
+        simcc_x, _ = dwpose.estimate(loaded, crops)
+    assert simcc_x.shape == (7, 133, 576)
 
 
 def test_a_file_that_is_not_torchscript_is_refused_clearly(models_dir: Path, tmp_path: Path) -> None:
     wrong = tmp_path / dwpose.DETECTOR.filename
     torch.save({"conv.weight": torch.zeros(1)}, wrong)  # a state dict, as a .pth would be
     with pytest.raises(RuntimeError, match="is not a TorchScript archive") as caught:
-        dwpose.load_torchscript(wrong)
+        dwpose.load_detector(wrong)
     assert dwpose.ESTIMATOR.filename in str(caught.value)
 
 
