@@ -33,7 +33,9 @@ def load_method(method: LocalMethod):
     return getattr(module, function_name)
 
 
-def run_local(images: torch.Tensor, modality: str, params: dict[str, Any], method: str = AUTO_METHOD) -> Detection:
+def run_local(
+    images: torch.Tensor, modality: str, params: dict[str, Any], method: str = AUTO_METHOD
+) -> Detection:
     """Control maps and pose keypoints for a batch, same height and width as the input."""
     spec = resolve_local_method(modality, method)
     batch = image_ops.to_batch(images) if spec.raw_input else image_ops.sanitized(images)
@@ -48,7 +50,9 @@ def run_local(images: torch.Tensor, modality: str, params: dict[str, Any], metho
         )
     if keypoints is None:
         keypoints = empty_frames(count, height, width)
-    elif len(keypoints) != count or any((f["canvas_width"], f["canvas_height"]) != (width, height) for f in keypoints):
+    elif len(keypoints) != count or any(
+        (f["canvas_width"], f["canvas_height"]) != (width, height) for f in keypoints
+    ):
         raise RuntimeError(
             f"local method '{spec.name}' returned keypoints for {len(keypoints)} image(s) or another canvas "
             f"size than the input {width}x{height} x {count}; this is a bug in the pack, please report it"

@@ -235,9 +235,8 @@ def build_pidinet(path: Path) -> torch.nn.Module:
     ops = [module.nets["carv4"][f"layer{i}"] for i in range(16)]  # the configuration pidinet() builds
     converted = module.PiDiNet(60, ops, dil=24, sa=True, convert=True)
     folded = dict(original.state_dict())
-    blocks = ["init_block"] + [
-        f"block{stage}_{i}" for stage, count in ((1, 3), (2, 4), (3, 4), (4, 4)) for i in range(1, count + 1)
-    ]
+    blocks = ["init_block"] + [f"block{stage}_{i}" for stage, count in ((1, 3), (2, 4), (3, 4), (4, 4))
+                               for i in range(1, count + 1)]
     for op, block in zip(ops, blocks, strict=True):
         key = f"{block}.weight" if block == "init_block" else f"{block}.conv1.weight"
         folded[key] = _plain_kernel(folded[key], op)
@@ -531,11 +530,8 @@ def pose_frame(
     """
     entries = [
         person_entry(
-            _body_array(body, net_size, size),
-            threshold,
-            face=_part_array(face, size),
-            left_hand=_part_array(left, size),
-            right_hand=_part_array(right, size),
+            _body_array(body, net_size, size), threshold, face=_part_array(face, size),
+            left_hand=_part_array(left, size), right_hand=_part_array(right, size),
         )
         for body, left, right, face in people
     ]

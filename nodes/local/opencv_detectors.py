@@ -59,7 +59,9 @@ def grayscale(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
         return grayscale_without_background(images, params)
     factor = float(params["factor"])
     low, high = int(params["min_threshold"]), int(params["max_threshold"])
-    return map_frames(images, lambda frame: grayscale_levels(gray_float(frame), factor, low, high), _progress(images))
+    return map_frames(
+        images, lambda frame: grayscale_levels(gray_float(frame), factor, low, high), _progress(images)
+    )
 
 
 def _pencil(frame: np.ndarray) -> np.ndarray:
