@@ -103,7 +103,8 @@ def _pass_brightness(module: nn.Module) -> None:
             bn.running_mean.zero_(), bn.running_var.fill_(1.0 - bn.eps), bn.weight.fill_(1.0), bn.bias.zero_()
             k = conv.kernel_size[0] // 2
             conv.weight[0, 0, k, k] = 1.0
-        elif isinstance(sub, dwpose_nets.DarkBottleneck) and sub.use_add:
+    for sub in module.modules():  # after the loop above, which visits a block before its convolutions
+        if isinstance(sub, dwpose_nets.DarkBottleneck) and sub.use_add:
             sub.conv2.conv.weight.zero_()  # y = SiLU(0) = 0: the shortcut carries x alone
     focus = module.backbone.backbone.stem.conv
     focus.conv.weight[0, :, 1, 1] = 1.0 / 12.0  # mean of the 2x2 cell's 3 colours

@@ -156,29 +156,21 @@ def test_eager_estimator_matches_the_archive_and_reads_its_batchnorm_epsilon(tmp
 
 def test_dwpose_maps_and_keypoints_match_the_torchscript_path(models_dir: Path) -> None:
     frames = [_figure(240, 480, seed=5), _figure(360, 300, seed=6)[:, ::-1].copy()]
-    threshold, height, width = 0.0, 240, 480
     with torch.inference_mode():
         eager = dwpose.estimate_people(*_loaded(), frames)
         scripted = dwpose.estimate_people(_torchscript(dwpose.DETECTOR, 1), _torchscript(dwpose.ESTIMATOR, 5), frames)
     assert [len(p) for p in eager] == [len(p) for p in scripted] and sum(len(p) for p in eager) >= 2
-    for ours, ref in zip(eager, scripted, strict=True):
+    for frame, ours, ref in zip(frames, eager, scripted, strict=True):
         for a, b in zip(ours, ref, strict=True):
             for part_a, part_b in zip(a, b, strict=True):
                 np.testing.assert_allclose(part_a, part_b, rtol=0, atol=1e-3)  # pixels; scores within 1e-3
-        np.testing.assert_array_equal(
-            draw_safe(ours, threshold, height, width), draw_safe(ref, threshold, height, width)
-        )
-        assert _rounded(dwpose.keypoint_entry(ours, threshold, 1, 1)) == _rounded(
-            dwpose.keypoint_entry(ref, threshold, 1, 1)
-        )
-
-
-def draw_safe(people: list, threshold: float, height: int, width: int) -> np.ndarray:
-    return dwpose.draw(people, threshold, height, width)
-
-
-def _rounded(entries: list[dict]) -> list[dict]:
-    return [{k: [round(v, 2) for v in values] for k, values in entry.items()} for entry in entries]
+        height, width = frame.shape[:2]
+        np.testing.assert_array_equal(dwpose.draw(ours, 0.0, height, width), dwpose.draw(ref, 0.0, height, width))
+        entries = zip(dwpose.keypoint_entry(ours, 0.0, 2, 2), dwpose.keypoint_entry(ref, 0.0, 2, 2), strict=True)
+        for a, b in entries:
+            assert a.keys() == b.keys()
+            for key in a:
+                np.testing.assert_allclose(a[key], b[key], rtol=0, atol=2e-3)
 
 
 def test_an_archive_of_another_layout_runs_as_torchscript_at_its_batch(
@@ -384,6 +376,7 @@ def test_run_local_draws_people_where_they_are_on_a_non_square_image(models_dir:
     for person in frame["people"]:
         body = np.array(person["pose_keypoints_2d"]).reshape(18, 3)
         assert len(person["face_keypoints_2d"]) == 70 * 3 and len(person["hand_left_keypoints_2d"]) == 21 * 3
+        assert len(person["foot_keypoints_2d"]) == 6 * 3 and any(person["foot_keypoints_2d"])
         for x, y, c in body:
             if c > 0 and 2 <= x < 478 and 2 <= y < 238:
                 assert float(maps[0, int(y), int(x)].max()) > 0.0, (x, y)
@@ -396,15 +389,18 @@ def test_keypoint_threshold_drops_points_and_their_limbs(models_dir: Path) -> No
     confidences = [c for p in all_points[0]["people"] for c in p["pose_keypoints_2d"][2::3]]
     middle = float(np.median(confidences))  # the stand-in's scores are not spread like a real model's
     half_maps, half_points = dwpose.pose_dwpose(images, {**params, "keypoint_threshold": middle})
-    none_maps, none_points = dwpose.pose_dwpose(images, {**params, "keypoint_threshold": 1.0})
+    parts = ("pose_keypoints_2d", "foot_keypoints_2d", "face_keypoints_2d", "hand_left_keypoints_2d")
+    parts += ("hand_right_keypoints_2d",)
+    above = max(c for p in all_points[0]["people"] for part in parts for c in p[part][2::3]) + 0.01
+    none_maps, none_points = dwpose.pose_dwpose(images, {**params, "keypoint_threshold": above})
     assert float(all_maps.max()) > 0.0
-    assert float(none_maps.max()) == 0.0  # every score of the stand-in is under 1
+    assert float(none_maps.max()) == 0.0  # every score of the stand-in is under ``above``
     assert 0 < int((half_maps > 0).sum()) < int((all_maps > 0).sum())
     kept = dropped = 0
     for every, some, none in zip(
         all_points[0]["people"], half_points[0]["people"], none_points[0]["people"], strict=True
     ):
-        for part in ("pose_keypoints_2d", "face_keypoints_2d", "hand_left_keypoints_2d", "hand_right_keypoints_2d"):
+        for part in parts:
             full = np.array(every[part]).reshape(-1, 3)
             half = np.array(some[part]).reshape(-1, 3)
             assert not np.any(none[part])
@@ -422,3 +418,18 @@ def test_no_person_gives_a_black_map_and_no_people(models_dir: Path) -> None:
     maps, keypoints = dwpose.pose_dwpose(images, {})
     assert maps.shape == (2, 64, 96, 3) and float(maps.max()) == 0.0
     assert [k["people"] for k in keypoints] == [[], []]
+
+
+def test_feet_are_the_wholebody_toes_and_heels_in_input_pixels() -> None:
+    """COCO-WholeBody 17..22 (left big toe, small toe, heel, then the right foot) -> foot_keypoints_2d."""
+    rng = np.random.default_rng(5)
+    points = rng.uniform(0, 100, (1, 133, 2))
+    scores = rng.uniform(0.5, 1.0, (1, 133))
+    scores[0, 19] = 0.1  # the left heel under the threshold: zeros
+    (person,) = dwpose.to_openpose(points, scores)
+    np.testing.assert_array_equal(person.feet[:, :2], points[0, 17:23])
+    (entry,) = dwpose.keypoint_entry([person], 0.3, 2.0, 3.0)
+    feet = np.array(entry["foot_keypoints_2d"]).reshape(6, 3)
+    expected = np.concatenate([points[0, 17:23] * [2.0, 3.0], scores[0, 17:23, None]], 1)
+    expected[2] = 0.0
+    np.testing.assert_allclose(feet, expected)
