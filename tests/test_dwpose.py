@@ -433,3 +433,71 @@ def test_feet_are_the_wholebody_toes_and_heels_in_input_pixels() -> None:
     expected = np.concatenate([points[0, 17:23] * [2.0, 3.0], scores[0, 17:23, None]], 1)
     expected[2] = 0.0
     np.testing.assert_allclose(feet, expected)
+
+
+# --- feet through the CLI and a real ComfyUI prompt --------------------------------------------------------------
+
+PART_LENGTHS = {
+    "pose_keypoints_2d": 54,
+    "foot_keypoints_2d": 18,
+    "face_keypoints_2d": 210,
+    "hand_left_keypoints_2d": 63,
+    "hand_right_keypoints_2d": 63,
+}
+
+
+def _assert_feet(frames: list[dict], width: int, height: int) -> None:
+    """Every part of every person at its exact length (core's reader reshapes without checks), real feet."""
+    people = [person for frame in frames for person in frame["people"]]
+    assert people
+    for person in people:
+        assert {key: len(values) for key, values in person.items()} == PART_LENGTHS
+        feet = np.array(person["foot_keypoints_2d"]).reshape(6, 3)
+        assert np.any(feet[:, 2] > 0)
+        seen = feet[feet[:, 2] > 0]  # input pixels (the crop may reach past the image, not far)
+        assert np.all(seen[:, 0] > -width) and np.all(seen[:, 0] < 2 * width) and np.all(seen[:, 1] < 2 * height)
+
+
+def test_cli_keypoints_carry_the_feet(models_dir: Path, tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+
+    from PIL import Image
+
+    rgb = _figure(240, 480)
+    Image.fromarray(rgb).save(tmp_path / "figure.png")
+    env = dict(os.environ)  # models_dir's: the stand-ins' folder, offline, on the CPU
+    target = tmp_path / "k.json"
+    args = [str(tmp_path / "figure.png"), "-m", "pose", "-o", str(tmp_path / "map.png"), "--keypoints", str(target)]
+    result = subprocess.run(
+        [sys.executable, "-m", "scenario_detect", *args], capture_output=True, text=True, timeout=600, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    written = json.loads(target.read_text())
+    _assert_feet(written, 480, 240)
+    # The same values as the in-process method (the CLI runs the node's code path).
+    images = torch.from_numpy(rgb).float()[None] / 255.0
+    _, expected = dwpose.pose_dwpose(images, {"keypoint_threshold": 0.3})
+    assert json.loads(json.dumps(expected)) == written
+
+
+@pytest.mark.comfyui
+def test_feet_in_a_real_comfyui_prompt(comfy_server) -> None:  # noqa: ANN001 (the session server fixture)
+    import random_weights
+    from PIL import Image
+    from test_comfyui_detect import keypoints_graph, pose_keypoint_value
+
+    rgb = _figure(240, 480)
+    name = comfy_server.upload_image(Image.fromarray(rgb), name="dwpose-feet.png")
+    graph = keypoints_graph(comfy_server, name, batch=2, modality="pose", local_method="dwpose")
+    value = pose_keypoint_value(comfy_server, graph, timeout=600)
+    assert [(entry["canvas_width"], entry["canvas_height"]) for entry in value] == [(480, 240)] * 2
+    _assert_feet(value, 480, 240)
+    # What the node gave is what the method computes in-process on the same weights and pixels.
+    with random_weights.only_these_weights(random_weights.models_root()):
+        _, expected = dwpose.pose_dwpose(torch.from_numpy(rgb).float()[None] / 255.0, {"keypoint_threshold": 0.3})
+    for frame in value:
+        for person, reference in zip(frame["people"], expected[0]["people"], strict=True):
+            for key, values in person.items():
+                np.testing.assert_allclose(values, reference[key], rtol=0, atol=1e-3)
