@@ -178,7 +178,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="512,1024")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--people", default="1,5", help="person counts for the pose stage")
-    parser.add_argument("--threads", type=int, default=2, help="torch and onnxruntime threads")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch and onnxruntime threads (1: on a shared machine, OpenMP waits)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -199,7 +201,9 @@ def main() -> None:
     people_counts = [int(n) for n in args.people.split(",") if n]
     with torch.inference_mode():
         pairs = runtimes(args.threads)
-        print(f"CPU, {args.threads} threads (torch and onnxruntime), full-size random weights, median of {args.repeats}")
+        print(
+            f"CPU, {args.threads} threads (torch and onnxruntime), full-size random weights, median of {args.repeats}"
+        )
         print(agreement(pairs))
         for size in (int(s) for s in args.sizes.split(",") if s):
             image = torch.from_numpy(np.stack(photo_batch(size, 1))).float().contiguous()
