@@ -11,7 +11,8 @@ name (a common prefix allowed) and copies it in; BatchNorm epsilons are not para
 archive's graph. Why eager instead of running the archive: the pose export was traced at a fixed batch of 5 (one
 person cost five crops), and TorchScript is not available on every torch device (DirectML). The archive is read,
 never executed. ``fuse_batchnorm`` then folds each BatchNorm into its convolution for inference (what onnxruntime
-does at load): same results within float rounding, fewer passes over the feature maps.
+does at load) and turns the 1x1 convolutions into matrix products: same results within float rounding, fewer
+passes over the feature maps.
 
 Width and depth are parameters only so the tests can write small stand-ins with the released layout.
 """
