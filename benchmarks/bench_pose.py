@@ -15,8 +15,9 @@ onnxruntime   the eager modules exported to ONNX (dynamic batch), CPUExecutionPr
 
 Speed does not depend on the weights' values, but a random detector finds arbitrary people, so the pose stage is
 timed on N given person boxes and the total is detector + pose stage for N people. Both methods see the image
-with its short side at 512 (``resolution``). Rows: median wall-clock ms per image over ``--repeats`` warm calls.
-The machine may be shared: compare the ratios, which come from the same run.
+with its short side at 512 (``resolution``). Rows: median wall-clock ms per image over ``--repeats`` warm calls,
+every runtime timed in turn within each repeat. The machine may be shared: compare the ratios, which come from
+the same run and the same moments.
 """
 
 from __future__ import annotations
@@ -43,14 +44,18 @@ sys.path.insert(0, str(ROOT / "tests"))
 from scene import photo_batch  # noqa: E402
 
 
-def median_ms(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm: loads, allocator, the TorchScript executor's first-call optimisation
-    wall = []
+def interleaved_ms(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median wall-clock ms of each function, timed in turn within every repeat: on a shared machine the
+    load drifts, and interleaving gives every runtime the same drift (the ratios are what count)."""
+    for fn in fns.values():
+        fn()  # warm: loads, allocator, the TorchScript executor's first-call optimisation
+    wall: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        wall.append((time.perf_counter() - start) * 1000.0)
-    return statistics.median(wall)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            wall[name].append((time.perf_counter() - start) * 1000.0)
+    return {name: statistics.median(times) for name, times in wall.items()}
 
 
 def write_networks(root: Path) -> None:
@@ -143,7 +148,8 @@ def agreement(pairs: dict[str, tuple[Any, Any]]) -> str:
     return "max difference from the TorchScript archives: " + "; ".join(notes)
 
 
-def dwpose_ms(image: torch.Tensor, pair: tuple[Any, Any], people_counts: list[int], repeats: int) -> dict[str, float]:
+def dwpose_stages(image: torch.Tensor, pair: tuple[Any, Any], people_counts: list[int]) -> dict[str, Callable]:
+    """The detector stage and the pose stage for each person count, as functions to time."""
     from scenario_detect.nodes.images import rgb_u8_at
     from scenario_detect.nodes.local import dwpose
     from scenario_detect.nodes.local.models import fit_size
@@ -166,11 +172,10 @@ def dwpose_ms(image: torch.Tensor, pair: tuple[Any, Any], people_counts: list[in
             people += dwpose.to_openpose(dwpose.crop_to_image(loc, center, scale)[None], score[None])
         dwpose.draw(people, 0.0, h, w)
 
-    times = {"detector": median_ms(lambda: dwpose.detect_people(detector, rgb), repeats)}
+    stages: dict[str, Callable] = {"detector": lambda: dwpose.detect_people(detector, rgb)}
     for n in people_counts:
-        times[f"pose {n}"] = median_ms(lambda n=n: pose_stage(n), repeats)
-        times[f"total {n}"] = times["detector"] + times[f"pose {n}"]
-    return times
+        stages[f"pose {n}"] = lambda n=n: pose_stage(n)
+    return stages
 
 
 def main() -> None:
@@ -207,9 +212,18 @@ def main() -> None:
         print(agreement(pairs))
         for size in (int(s) for s in args.sizes.split(",") if s):
             image = torch.from_numpy(np.stack(photo_batch(size, 1))).float().contiguous()
-            openpose_ms = median_ms(lambda i=image: openpose(i, params), args.repeats)
-            columns = {name: dwpose_ms(image, pair, people_counts, args.repeats) for name, pair in pairs.items()}
-            print_table(size, openpose_ms, columns, people_counts)
+            fns: dict[str, Callable] = {"openpose_body": lambda i=image: openpose(i, params)}
+            for name, pair in pairs.items():
+                fns.update({(name, row): fn for row, fn in dwpose_stages(image, pair, people_counts).items()})
+            times = interleaved_ms(fns, args.repeats)
+            columns = {
+                name: {row: times[(name, row)] for row in ["detector", *(f"pose {n}" for n in people_counts)]}
+                for name in pairs
+            }
+            for column in columns.values():
+                for n in people_counts:
+                    column[f"total {n}"] = column["detector"] + column[f"pose {n}"]
+            print_table(size, times["openpose_body"], columns, people_counts)
 
 
 def print_table(size: int, openpose_ms: float, columns: dict[str, dict[str, float]], people: list[int]) -> None:

@@ -501,3 +501,22 @@ def test_feet_in_a_real_comfyui_prompt(comfy_server) -> None:  # noqa: ANN001 (t
         for person, reference in zip(frame["people"], expected[0]["people"], strict=True):
             for key, values in person.items():
                 np.testing.assert_allclose(values, reference[key], rtol=0, atol=1e-3)
+
+
+def test_an_archive_whose_names_carry_a_prefix_loads_into_the_eager_network(tmp_path: Path) -> None:
+    """An export wrapped once more (``model.backbone...``) is still the released layout."""
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = dwpose_standins.released_detector(bright=False, seed=8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.model(x)
+
+    path = dwpose_standins._save(Wrapped(), torch.zeros(1, 3, 640, 640), tmp_path / "wrapped.pt")
+    eager = dwpose.load_detector(path)
+    assert isinstance(eager, dwpose_nets.Yolox)
+    image = torch.rand(1, 3, 640, 640) * 255
+    with torch.inference_mode():
+        np.testing.assert_allclose(eager(image)[..., 4:], torch.jit.load(str(path))(image)[..., 4:], atol=1e-5)
