@@ -131,11 +131,14 @@ MODALITIES: dict[str, Modality] = {
     m.name: m
     for m in (
         Modality(
-            "canny", "Canny edges of the grayscale image, white on black.",
+            "canny", "Canny edges of the RGB image (as ControlNet's canny annotator), white on black.",
             params=("low_threshold", "high_threshold"),
             local_methods=(
-                LocalMethod("opencv_canny", "OpenCV Canny on the grayscale image (weight-free).",
-                            f"{_OPENCV}:canny", raw_input=True),
+                LocalMethod("opencv_canny", "OpenCV Canny on the RGB image, as ControlNet's canny annotator "
+                            "(weight-free).", f"{_OPENCV}:canny", raw_input=True),
+                LocalMethod("opencv_canny_luma", "OpenCV Canny on the grayscale image, as ComfyUI core's "
+                            "Canny node (weight-free; faster, loses edges between colours of similar "
+                            "brightness).", f"{_OPENCV}:canny_luma", raw_input=True),
             ),
         ),
         Modality(

@@ -354,7 +354,7 @@ def test_method_combo_offers_the_modality_methods_with_labels(ui: web_ui.ComfyPa
     ui.screenshot_node(node, SHOTS / "detect_method_labels.png")
     ui.set_widget(node, "modality", "canny")
     combo = _method_combo(ui, node)
-    assert combo["value"] == "auto" and combo["values"] == ["auto", "opencv_canny"]
+    assert combo["value"] == "auto" and combo["values"] == ["auto", "opencv_canny", "opencv_canny_luma"]
     prompt = ui.evaluate("async () => (await app.graphToPrompt()).output")
     assert prompt[str(node)]["inputs"]["local_method"] == "auto"
 
