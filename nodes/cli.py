@@ -20,6 +20,7 @@ from .modalities import (
     DEFAULT_BACKEND,
     MODALITIES,
     MODALITY_NAMES,
+    NETWORK_PARAMS,
     PARAMS,
     REMOTE_OPTIONS,
     all_local_method_names,
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write the pose keypoints (ComfyUI's POSE_KEYPOINT value, OpenPose JSON in input-image "
         "pixels: a list with one entry per input image; no people for non-pose modalities)",
     )
-    for param in PARAMS.values():
+    for param in (*PARAMS.values(), *NETWORK_PARAMS.values()):  # --resolution: local networks only
         flag = "--" + param.name.replace("_", "-")
         if param.kind == "bool":
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=param.default,
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     from .modalities import resolve_local_method
     from .run import DetectError, check_params, run_detect
 
-    params = {name: getattr(args, name) for name in PARAMS}
+    params = {name: getattr(args, name) for name in (*PARAMS, *NETWORK_PARAMS)}
     targets = _output_paths(args.images, args.output, args.modality)
     try:  # problems with the options, not with a file: nothing is read
         check_params(args.modality, params)

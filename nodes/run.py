@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from .local import Detection, run_local
-from .modalities import AUTO_METHOD, PARAMS, validation_errors
+from .modalities import AUTO_METHOD, NETWORK_PARAMS, PARAMS, validation_errors
 
 log = logging.getLogger("scenario_detect")
 
@@ -18,7 +18,7 @@ class DetectError(ValueError):
 
 
 def check_params(modality: str, params: dict[str, Any]) -> dict[str, Any]:
-    known = {name: value for name, value in params.items() if name in PARAMS}
+    known = {name: value for name, value in params.items() if name in PARAMS or name in NETWORK_PARAMS}
     errors = validation_errors(modality, known)
     if errors:
         raise DetectError("Detect: " + "; ".join(errors))
