@@ -139,3 +139,39 @@ def test_cli_resolution_flag(models_dir: Path, tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=300,
     )
     assert refused.returncode == 2 and "resolution=8 is below its minimum 64" in refused.stderr
+
+
+# -- a real ComfyUI prompt --
+
+
+def _saved_map(server, graph: dict) -> np.ndarray:
+    history = server.run(graph, timeout=300)
+    [path] = server.output_images(history)
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+@pytest.mark.comfyui
+def test_resolution_through_a_real_comfyui_prompt(comfy_server) -> None:
+    from test_comfyui_detect import HEIGHT, WIDTH, detect_graph, make_test_image
+
+    info = comfy_server.object_info("ScenarioDetect")
+    spec = info["input"]["optional"]["resolution"]  # optional: prompts and workflows saved before it still load
+    assert spec[0] == "INT" and (spec[1]["default"], spec[1]["min"]) == (512, 64) and spec[1]["max"] >= 4096
+    assert spec[1][wv.FOR_METHODS_KEY] == wv.network_method_rules()
+    order = [*info["input"]["required"], *info["input"]["optional"]]
+    assert order[-1] == "resolution"  # added last: saved widget values (positional) keep their meaning
+
+    image = comfy_server.upload_image(make_test_image(4), name="resolution-test.png")
+    maps = {
+        resolution: _saved_map(comfy_server, detect_graph(
+            comfy_server, image, modality="sketch", local_method="lineart", resolution=resolution))
+        for resolution in (64, 128)
+    }
+    assert maps[64].shape == maps[128].shape == (HEIGHT, WIDTH, 3)
+    assert not np.array_equal(maps[64], maps[128])
+    # A prompt saved before the input existed: no `resolution` at all, runs at the default 512.
+    old = detect_graph(comfy_server, image, modality="sketch", local_method="lineart")
+    del old["2"]["inputs"]["resolution"]
+    default = _saved_map(comfy_server, detect_graph(
+        comfy_server, image, modality="sketch", local_method="lineart", resolution=512))
+    assert np.array_equal(_saved_map(comfy_server, old), default)

@@ -24,7 +24,7 @@ import web_ui
 from comfy_host import ARTIFACTS_DIR, REPO_ROOT, ComfyServer
 
 from scenario_detect.nodes import modalities as table
-from scenario_detect.nodes.widget_visibility import local_method_choices, widget_rules
+from scenario_detect.nodes.widget_visibility import local_method_choices, network_method_rules, widget_rules
 
 pytestmark = [pytest.mark.browser, pytest.mark.comfyui]
 
@@ -47,16 +47,26 @@ if _UNAVAILABLE:
     pytestmark.append(pytest.mark.skip(reason=f"browser test skipped: {_UNAVAILABLE}"))
 
 
-def expected_visible(all_widgets: list[str], modality: str, backend: str | None) -> list[str]:
+def expected_visible(
+    all_widgets: list[str], modality: str, backend: str | None, method: str | None = "auto"
+) -> list[str]:
     rules = widget_rules()
+    for_methods = network_method_rules()
     shown = []
     for name in all_widgets:
         rule = rules.get(name)
         if rule is None:
             shown.append(name)
         elif modality in rule["modalities"] and (backend is None or backend in rule["backends"]):
-            shown.append(name)
+            # The network options (resolution) also follow the method: only a network's.
+            if name not in table.NETWORK_PARAMS or method is None or method in for_methods.get(modality, []):
+                shown.append(name)
     return shown
+
+
+def expected_for(state: dict[str, Any], modality: str, backend: str | None) -> list[str]:
+    """The widgets a node in ``state`` should show, its method read from the node."""
+    return expected_visible(state["all"], modality, backend, state["values"].get("local_method"))
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +95,8 @@ def test_extension_reads_rules_from_node_definition(ui: web_ui.ComfyPage) -> Non
         )
     )
     expected = {name: rule for name, rule in widget_rules().items() if name in node_inputs}
+    for name in table.NETWORK_PARAMS:  # they also carry, per modality, the methods they apply to
+        expected[name] = {**expected[name], "methods": network_method_rules()}
     assert rules == expected
 
 
@@ -95,7 +107,7 @@ def test_each_modality_shows_only_its_widgets(ui: web_ui.ComfyPage) -> None:
     for modality in table.MODALITY_NAMES:
         ui.set_widget(node, "modality", modality)
         state = ui.node_state(node)
-        assert state["visible"] == expected_visible(state["all"], modality, backend), modality
+        assert state["visible"] == expected_for(state, modality, backend), modality
         # Resized to fit: the height is the frontend's own minimum for the visible widgets.
         assert state["size"][1] == pytest.approx(state["min_size"][1], abs=1), modality
 
@@ -132,9 +144,33 @@ def test_backend_switch_hides_local_and_remote_only_widgets(ui: web_ui.ComfyPage
         for modality in ("canny", "depth"):
             ui.set_widget(node, "modality", modality)
             state = ui.node_state(node)
-            assert state["visible"] == expected_visible(state["all"], modality, backend), (backend, modality)
+            assert state["visible"] == expected_for(state, modality, backend), (backend, modality)
     ui.set_widget(node, "backend", "scenario")
     assert "local_method" not in ui.node_state(node)["visible"]
+
+
+def test_resolution_shows_for_local_network_methods_only(ui: web_ui.ComfyPage) -> None:
+    node = ui.add_detect_node()
+    assert ui.node_state(node)["all"][-1] == "resolution"  # the last widget: saved values keep their places
+    # (modality, method, backend, shown)
+    cases = [
+        ("canny", "auto", "local", False),  # weight-free only
+        ("depth", "auto", "local", True),  # auto is a network
+        ("depth", "auto", "scenario", False),  # the API has no such field
+        ("mlsd", "auto", "local", False),  # auto is the weight-free opencv_lsd
+        ("mlsd", "mlsd_large", "local", True),
+        ("scribble", "xdog", "local", False),
+        ("pose", "auto", "local", True),
+        ("pose", "openpose_body", "local", True),
+    ]
+    for modality, method, backend, shown in cases:
+        ui.set_widget(node, "backend", backend)
+        ui.set_widget(node, "modality", modality)
+        if backend == "local":
+            ui.set_widget(node, "local_method", method)  # the method combo's callback re-applies the rules
+        state = ui.node_state(node)
+        assert ("resolution" in state["visible"]) is shown, (modality, method, backend)
+        assert state["visible"] == expected_for(state, modality, backend), (modality, method, backend)
 
 
 def test_vue_nodes_mode_shows_only_the_widgets_that_apply(ui: web_ui.ComfyPage) -> None:
@@ -157,7 +193,7 @@ def test_vue_nodes_mode_shows_only_the_widgets_that_apply(ui: web_ui.ComfyPage) 
         for modality in sequence:
             ui.set_widget(node, "modality", modality)
             state = ui.node_state(node)
-            expected = expected_visible(state["all"], modality, state["values"].get("backend"))
+            expected = expected_for(state, modality, state["values"].get("backend"))
             shown: list[str] = []
             for _ in range(20):  # Vue renders asynchronously
                 ui.page.wait_for_timeout(100)
@@ -250,7 +286,7 @@ def test_reapplied_when_a_saved_workflow_is_loaded_or_pasted(ui: web_ui.ComfyPag
     assert len(loaded) == 1
     state = ui.node_state(loaded[0])
     assert state["values"]["modality"] == "pose"
-    assert state["visible"] == expected_visible(state["all"], "pose", state["values"].get("backend"))
+    assert state["visible"] == expected_for(state, "pose", state["values"].get("backend"))
 
     # Paste goes through a fresh node's configure(): same path as the clipboard, without the clipboard.
     pasted = ui.evaluate(
@@ -264,7 +300,7 @@ def test_reapplied_when_a_saved_workflow_is_loaded_or_pasted(ui: web_ui.ComfyPag
         [web_ui.NODE_CLASS, loaded[0]],
     )
     state = ui.node_state(pasted)
-    assert state["visible"] == expected_visible(state["all"], "pose", state["values"].get("backend"))
+    assert state["visible"] == expected_for(state, "pose", state["values"].get("backend"))
 
 
 def test_example_workflows_load_with_the_right_widgets(ui: web_ui.ComfyPage) -> None:
@@ -279,7 +315,7 @@ def test_example_workflows_load_with_the_right_widgets(ui: web_ui.ComfyPage) -> 
         for node in ids:
             state = ui.node_state(node)
             modality = state["values"]["modality"]
-            assert state["visible"] == expected_visible(state["all"], modality, state["values"].get("backend")), (
+            assert state["visible"] == expected_for(state, modality, state["values"].get("backend")), (
                 path.name,
                 node,
             )

@@ -36,12 +36,13 @@ function rulesFromNodeDef(nodeData) {
       const modalities = options[MODALITIES_KEY];
       const backends = options[BACKENDS_KEY];
       if (!Array.isArray(modalities) && !Array.isArray(backends)) continue;
-      const forMethods = options[FOR_METHODS_KEY];
-      rules.set(name, {
+      const rule = {
         modalities: Array.isArray(modalities) ? modalities : null,
         backends: Array.isArray(backends) ? backends : null,
-        methods: forMethods && typeof forMethods === "object" ? forMethods : null,
-      });
+      };
+      const forMethods = options[FOR_METHODS_KEY];
+      if (forMethods && typeof forMethods === "object") rule.methods = forMethods;
+      rules.set(name, rule);
     }
   }
   return rules;
