@@ -173,6 +173,23 @@ def test_resolution_shows_for_local_network_methods_only(ui: web_ui.ComfyPage) -
         assert state["visible"] == expected_for(state, modality, backend), (modality, method, backend)
 
 
+def test_workflow_saved_before_resolution_loads_with_its_values_and_the_default(ui: web_ui.ComfyPage) -> None:
+    node = ui.add_detect_node()
+    ui.set_widget(node, "modality", "depth")
+    ui.set_widget(node, "timeout_s", 120)
+    workflow = ui.evaluate("() => app.graph.serialize()")
+    saved = next(n for n in workflow["nodes"] if str(n["id"]) == str(node))
+    names = ui.node_state(node)["all"]
+    assert names[-1] == "resolution"
+    saved["widgets_values"] = saved["widgets_values"][: names.index("resolution")]  # as saved before it existed
+    ui.evaluate("async (wf) => { await app.loadGraphData(wf); }", workflow)
+    [loaded] = ui.evaluate("(cls) => app.graph.findNodesByType(cls).map((n) => n.id)", web_ui.NODE_CLASS)
+    values = ui.node_state(loaded)["values"]
+    assert (values["modality"], values["timeout_s"], values["resolution"]) == ("depth", 120, 512)
+    prompt = ui.evaluate("async () => (await app.graphToPrompt()).output")
+    assert prompt[str(loaded)]["inputs"]["resolution"] == 512
+
+
 def test_vue_nodes_mode_shows_only_the_widgets_that_apply(ui: web_ui.ComfyPage) -> None:
     """Frontends >= 1.2x can draw nodes as Vue components ("Nodes 2.0"): same rules there."""
     has_vue_nodes = ui.evaluate("() => 'vueNodesMode' in LiteGraph")
