@@ -175,3 +175,8 @@ def test_resolution_through_a_real_comfyui_prompt(comfy_server) -> None:
     default = _saved_map(comfy_server, detect_graph(
         comfy_server, image, modality="sketch", local_method="lineart", resolution=512))
     assert np.array_equal(_saved_map(comfy_server, old), default)
+    # Out of range: ComfyUI's own validation refuses it before anything runs, naming the input.
+    body = comfy_server.rejected_prompt(detect_graph(comfy_server, image, modality="depth", resolution=32))
+    errors = body["node_errors"]["2"]["errors"]
+    assert any(e["type"] == "value_smaller_than_min" and e["extra_info"]["input_name"] == "resolution"
+               for e in errors), errors
