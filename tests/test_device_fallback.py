@@ -120,7 +120,8 @@ def test_the_cli_warns_once_and_writes_the_cpu_maps(tmp_path: Path) -> None:
     }
     outputs = {}
     for device in ("cpu", "meta"):
-        command = [sys.executable, "-m", "scenario_detect", *inputs, "-m", "mlsd", "-o", str(tmp_path / device)]
+        command = [sys.executable, "-m", "scenario_detect", *inputs, "-m", "mlsd", "--local-method", "mlsd_large",
+                   "-o", str(tmp_path / device)]
         result = subprocess.run(command, capture_output=True, text=True, timeout=300,
                                 env=env | {"SCENARIO_DETECT_DEVICE": device})
         assert result.returncode == 0, result.stderr
