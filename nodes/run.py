@@ -7,8 +7,9 @@ from typing import Any
 
 import torch
 
+from .device_fallback import run_with_cpu_fallback
 from .local import Detection, run_local
-from .modalities import AUTO_METHOD, NETWORK_PARAMS, PARAMS, validation_errors
+from .modalities import AUTO_METHOD, NETWORK_PARAMS, PARAMS, resolve_local_method, validation_errors
 
 log = logging.getLogger("scenario_detect")
 
@@ -31,7 +32,10 @@ def run_detect(
     """Control maps and pose keypoints for a batch with the local backend (the default)."""
     known = check_params(modality, params)
     try:
-        return run_local(images, modality, known, local_method)
+        spec = resolve_local_method(modality, local_method)
+        if not spec.needs_weights:  # OpenCV on the CPU: no device to fall back from
+            return run_local(images, modality, known, local_method)
+        return run_with_cpu_fallback(spec.name, lambda: run_local(images, modality, known, local_method))
     except ValueError as error:
         if isinstance(error, DetectError):
             raise

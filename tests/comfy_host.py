@@ -199,7 +199,8 @@ class ServerOptions:
     """What a test session adds to the ComfyUI server it starts.
 
     extra_paths: extra_model_paths.yaml entries, folder name -> path or list of paths
-        (e.g. ``{"depth_anything": "/tmp/models/depth"}``); ``custom_nodes`` is added for our pack.
+        (e.g. ``{"depth_anything": "/tmp/models/depth"}``); ``custom_nodes`` is added for our pack
+        (a test's own ``custom_nodes`` folders load beside it).
     env: variables set in the server's environment (on top of this process's, minus SCRUBBED_ENV,
         with HOME and XDG_CONFIG_HOME inside the server's own temporary folder).
     args: extra command-line arguments for ``main.py``.
@@ -500,6 +501,9 @@ def start_server(
 
     extra_paths: dict[str, str | list[str]] = {"custom_nodes": str(root / "custom_nodes")}
     extra_paths.update(options.extra_paths)
+    if "custom_nodes" in options.extra_paths:  # a test's own node folders load beside our pack
+        added = options.extra_paths["custom_nodes"]
+        extra_paths["custom_nodes"] = [str(root / "custom_nodes"), *([added] if isinstance(added, str) else added)]
     section = {key: "\n".join(value) if isinstance(value, list) else str(value) for key, value in extra_paths.items()}
     config = root / "extra_model_paths.yaml"
     config.write_text(json.dumps({"scenario_detect_tests": section}, indent=2))  # JSON is YAML

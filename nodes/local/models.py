@@ -98,12 +98,19 @@ class ModelCache:
             entry = self._entries.get(key)
             if entry is None:
                 entry = self._load(key, Path(path), build, device, dtype)
-            if entry.patcher is not None:
-                import comfy.model_management as mm
-
-                # Frees VRAM for us if needed and moves the network back if ComfyUI offloaded it.
-                mm.load_models_gpu([entry.patcher], force_full_load=True)
+        if entry.patcher is None:
             return entry
+        import comfy.model_management as mm
+
+        # From here to the end of the run no other node may load, move or free models: claim_device
+        # parks ComfyUI's prompt thread (worker.py). Outside our lock, which the prompt thread takes
+        # when ComfyUI unloads one of our networks; reading and building it above ran beside the prompt.
+        host.claim_device()
+        with self._lock:
+            entry = self._entries.setdefault(key, entry)  # unloaded while we waited: still usable, keep it
+            # Frees VRAM for us if needed and moves the network back if ComfyUI offloaded it.
+            mm.load_models_gpu([entry.patcher], force_full_load=True)
+        return entry
 
     def _load(
         self,
