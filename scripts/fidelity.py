@@ -2,7 +2,8 @@
 
     python scripts/fidelity.py                    # measure every method, print the table
     python scripts/fidelity.py --write            # ... and write docs/fidelity.md
-    python scripts/fidelity.py --only opencv_canny,levels   # a subset (tests/test_fidelity.py runs the fast rows)
+    python scripts/fidelity.py --only opencv_canny,levels   # a subset (tests/test_fidelity.py runs the fast rows);
+                                                            # with --write, only those rows of the doc change
 
 Ours always runs through the pack's own entry (``run_local``), on the same pixels as the reference.
 The references run their own code: controlnet-aux 0.0.10 detectors load the same weight files through
@@ -100,6 +101,8 @@ def identical(a: np.ndarray, b: np.ndarray) -> str:
 def compare_maps(a: np.ndarray, b: np.ndarray) -> str:
     """Pixel identity, max and mean difference of two uint8 maps (0..255 levels)."""
     diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    if not diff.any():
+        return "pixel-identical"
     lit = f"; IoU of lit pixels {iou(a, b):.3f}" if (a > 127).any() or (b > 127).any() else ""
     return f"{np.mean(diff == 0):.2%} identical, max diff {int(diff.max())}, mean {diff.mean():.2f} levels{lit}"
 
@@ -238,12 +241,14 @@ def openpose_rows() -> list[Row]:
     points[4] = points[11] = None
     mine = draw_people([(points, None, None, None)], 512, 768)
     ref = op_util.draw_bodypose(np.zeros((512, 768, 3), np.uint8), points)
-    differ = float(np.mean(np.any(mine != ref, axis=-1)))
+    differ = int(np.any(mine != ref, axis=-1).sum())
+    drawn = "pixel-identical" if differ == 0 else (
+        f"{differ} of {mine.shape[0] * mine.shape[1]} pixels differ (ellipse rasterising at limb ends)")
     note = ("the network is controlnet-aux's own class on the same file; random weights find no person, so the "
             "drawing is compared on fixed keypoints (16 of 18 present)")
     return [
         Row("openpose_body", aux("OpenposeDetector") + " (body)", "body drawing, 768x512 canvas",
-            f"{1 - differ:.3%} of pixels identical (the rest: ellipse rasterising at limb ends)", note),
+            drawn, note),
         Row("openpose_full", aux("OpenposeDetector") + " (body, hands, face)", "as openpose_body",
             "body drawing as openpose_body; hands and face use controlnet-aux's estimators on our networks "
             "(tests/test_models_aux.py)", note),
@@ -288,7 +293,8 @@ def depth_rows() -> list[Row]:
         Row("depth_anything_normals", "ControlNet 1.0 normal-from-MiDaS annotator (its formula: Sobel of the "
             "depth, background below 0.1 flat, z = 2 pi) on the reference depth above",
             "768x512 photo; normals compared as vectors (left, up, viewer)",
-            f"median angle between normals {np.median(angle):.1f} deg",
+            f"angle between normals: median {np.median(angle):.1f}, mean {angle.mean():.1f}, 99th percentile "
+            f"{np.percentile(angle, 99):.1f} deg",
             "deliberate: relief scaled to the image size (DEPTH_RELIEF 0.3 of the long side) so the look does not "
             "depend on resolution (the reference's relief follows MiDaS's raw depth scale); stored RGB = (left, up, "
             "viewer) as normalbae expects (ControlNet 1.0 stored them reversed)"),
@@ -440,6 +446,13 @@ def render(rows: list[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def updated_doc(rows: list[Row]) -> str:
+    """docs/fidelity.md with the rows of ``rows`` replaced (``--only`` with ``--write``), others kept."""
+    fresh = {line.split("`")[1]: line for line in render(rows).splitlines() if line.startswith("| `")}
+    lines = DOC.read_text().splitlines()
+    return "\n".join(fresh.get(line.split("`")[1], line) if line.startswith("| `") else line for line in lines) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--write", action="store_true", help=f"write {DOC.relative_to(ROOT)}")
@@ -449,10 +462,11 @@ def main() -> int:
     import random_weights
 
     with random_weights.only_these_weights(random_weights.models_root()):
-        text = render(measure(only))
+        rows = measure(only)
+    text = render(rows)
     print(text)
     if args.write:
-        DOC.write_text(text)
+        DOC.write_text(updated_doc(rows) if only and DOC.exists() else text)
         print(f"wrote {DOC}")
     return 0
 

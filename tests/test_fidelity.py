@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ DOC = ROOT / "docs" / "fidelity.md"
 def load_script():
     spec = importlib.util.spec_from_file_location("fidelity", ROOT / "scripts" / "fidelity.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules["fidelity"] = module  # its dataclass looks its module up there
     spec.loader.exec_module(module)
     return module
 
