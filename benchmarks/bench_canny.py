@@ -104,6 +104,28 @@ def single_threaded(function):
     return run
 
 
+def timed_rounds(cases: dict[str, tuple], repeats: int) -> dict[str, list[float]]:
+    """Seconds per call of each case, measured in rounds (every case once per round, in turn).
+
+    On a shared machine the load changes from second to second; interleaving gives every case the
+    same conditions, and a ratio taken within each round cancels most of the noise.
+    """
+    for function, argument in cases.values():
+        function(argument)  # warm-up
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, (function, argument) in cases.items():
+            start = time.perf_counter()
+            function(argument)
+            samples[name].append(time.perf_counter() - start)
+    return samples
+
+
+def round_ratio(samples: dict[str, list[float]], top: str, bottom: str) -> float:
+    """Median over rounds of top/bottom, each ratio taken within one round."""
+    return statistics.median(t / b for t, b in zip(samples[top], samples[bottom], strict=True))
+
+
 def timed(function, argument, repeats: int) -> float:
     function(argument)  # warm-up
     samples = []
@@ -140,13 +162,12 @@ def main() -> int:
         u8 = [np.rint(f * 255).astype(np.uint8) for f in frames]  # the same RGB frames as uint8
         grays = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in u8]
         n = args.batch
-        ours = timed(entry, images, args.repeats) / n * 1000
-        luma = timed(luma_entry, images, args.repeats) / n * 1000
-        base = timed(naive, images, args.repeats) / n * 1000
         bare = single_threaded(lambda arrays: [cv2.Canny(a, LOW, HIGH) for a in arrays])
-        floor = timed(bare, u8, args.repeats) / n * 1000
-        gray_floor = timed(bare, grays, args.repeats) / n * 1000
-        print(f"\n{size}x{size}, batch {n}: ms per image (median of {args.repeats})")
+        cases = {"a": (entry, images), "a2": (luma_entry, images), "b": (naive, images), "c": (bare, u8),
+                 "c2": (bare, grays)}
+        samples = timed_rounds(cases, args.repeats)
+        ours, luma, base, floor, gray_floor = (statistics.median(samples[k]) / n * 1000 for k in cases)
+        print(f"\n{size}x{size}, batch {n}: ms per image (median of {args.repeats} interleaved rounds)")
         print(f"  (a)  Detect canny (RGB)                       {ours:8.2f}")
         print(f"  (a2) Detect canny, opencv_canny_luma          {luma:8.2f}")
         print(f"  (b)  naive uint8 RGB path                     {base:8.2f}")
@@ -159,9 +180,10 @@ def main() -> int:
 
             aux_ms = timed(run_aux, u8, args.repeats) / n * 1000
             print(f"  (d)  controlnet-aux CannyDetector             {aux_ms:8.2f}   (a)/(d) = {ours / aux_ms:.2f}")
-        print(f"  ratio (a)/(b)   = {ours / base:.2f}")
-        print(f"  ratio (a)/(c)   = {ours / floor:.2f}  (target <= 2.5)")
-        print(f"  ratio (a2)/(c2) = {luma / gray_floor:.2f}")
+        # Ratios: the median of the per-round ratios (each round's cases ran back to back).
+        print(f"  ratio (a)/(b)   = {round_ratio(samples, 'a', 'b'):.2f}")
+        print(f"  ratio (a)/(c)   = {round_ratio(samples, 'a', 'c'):.2f}  (target <= 2.5)")
+        print(f"  ratio (a2)/(c2) = {round_ratio(samples, 'a2', 'c2'):.2f}")
         if args.kornia and size == 512:
             comfy = comfyui_dir()
             if comfy is None:
