@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import random_weights
@@ -48,8 +49,6 @@ def photo(height: int = 72, width: int = 104, seed: int = 5) -> torch.Tensor:
     """Smooth blobs plus fine noise: content at every scale, so the network's input size shows."""
     rng = np.random.default_rng(seed)
     coarse = rng.random((4, 6, 3)).astype(np.float32)
-    import cv2
-
     smooth = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
     fine = rng.random((height, width, 3)).astype(np.float32) * 0.3
     return torch.from_numpy(np.clip(smooth * 0.7 + fine, 0.0, 1.0))[None]
