@@ -1,4 +1,5 @@
-"""Which Detect widgets apply to which modality and backend, derived from the table.
+"""Which Detect widgets apply to which modality and backend (and, for the network options such as
+``resolution``, which local method), derived from the table.
 
 The web extension (``web/detect_widgets.js``) hides the widgets that do not apply. It reads these
 rules from the node definition itself: ``annotate_inputs`` stores them as extra option keys on each
