@@ -46,6 +46,10 @@ class ScenarioError(Exception):
         self.job_id = job_id
         self.status = status
 
+    def extend_message(self, text: str) -> None:
+        """Add ``text`` (scrubbed) to the message, e.g. what the run cost before it failed."""
+        self.args = (scrub(f"{self.args[0] if self.args else ''}{text}"),)
+
 
 class ScenarioAuthError(ScenarioError):
     """Missing, wrong or insufficient credentials (no key found, 401, 403)."""
