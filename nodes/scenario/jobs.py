@@ -151,12 +151,12 @@ _CANCEL_RETRYABLE = (
 )
 
 
-async def cancel_job(client: ScenarioClient, job_id: str, within_s: float = CANCEL_RETRY_S) -> CancelResult:
+async def cancel_job(client: ScenarioClient, job_id: str, within_s: float | None = None) -> CancelResult:
     """Cancel a job and confirm it by its status. A cancel is idempotent, so unlike the detect POST
     it is retried (backoff; a 429's wait is honoured by the client) through 5xx, 429 and transport
     errors for up to ``within_s``; after each try the job's status is read again, and only a
     terminal status confirms it. Never raises: the result says what is known."""
-    deadline = time.monotonic() + within_s
+    deadline = time.monotonic() + (CANCEL_RETRY_S if within_s is None else within_s)
     attempt = 0
     while True:
         attempt += 1
