@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from fake_scenario import FakeScenario
@@ -181,3 +185,27 @@ def test_a_failure_to_start_work_on_the_loop_reaches_the_caller():
 
     with pytest.raises(ScenarioError, match="could not start"):
         asyncio.run(background.run_here(NotACoroutine(), deadline_s=30))  # type: ignore[arg-type]
+
+
+# -- Python 3.10 ------------------------------------------------------------------------------------
+
+
+def _interpreters() -> list[str]:
+    """This one, plus any named in SCENARIO_DETECT_SMOKE_PYTHONS (e.g. a 3.10 venv with httpx, numpy
+    and Pillow: the smoke needs no torch)."""
+    extra = [p for p in os.environ.get("SCENARIO_DETECT_SMOKE_PYTHONS", "").split(os.pathsep) if p]
+    return [sys.executable, *extra]
+
+
+@pytest.mark.parametrize("python", _interpreters())
+def test_the_cloud_core_runs_on_each_interpreter(python, tmp_path):
+    """Job, timeout, cancel retry and estimate through the pack's loop, in a fresh process: on
+    Python 3.10 this hung before (asyncio.timeout, create_task(context=))."""
+    repo = Path(__file__).resolve().parents[1]
+    (tmp_path / "scenario_detect").symlink_to(repo)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(repo / "tests")])}
+    done = subprocess.run(
+        [python, str(repo / "tests" / "scenario_cloud_smoke.py")], env=env, capture_output=True, text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and ": 4 passed, 0 failed" in done.stdout, done.stdout + done.stderr[-3000:]
