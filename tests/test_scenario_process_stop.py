@@ -59,29 +59,45 @@ def test_a_stopped_cli_cancels_its_job_and_still_exits(tmp_path, signum, code):
         assert f"job {job.id} was canceled (confirmed by Scenario)" in err
 
 
+def _graph(server: comfy_host.ComfyServer) -> dict:
+    name = server.upload_image(Image.new("RGB", (64, 48), (90, 40, 200)), name=f"t-{uuid.uuid4().hex[:6]}.png")
+    info = server.object_info("ScenarioDetect")["input"]
+    inputs = {
+        key: spec[1]["default"]
+        for section in ("required", "optional")
+        for key, spec in info.get(section, {}).items()
+        if key != "image" and len(spec) > 1 and isinstance(spec[1], dict) and "default" in spec[1]
+    }
+    return {
+        "1": {"class_type": "LoadImage", "inputs": {"image": name}},
+        "2": {"class_type": "ScenarioDetect", "inputs": {**inputs, "image": ["1", 0], "backend": "scenario"}},
+        "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}},
+    }
+
+
 @pytest.mark.comfyui
-def test_sigterm_on_comfyui_cancels_the_running_job_and_comfyui_still_exits():
+def test_in_comfyui_the_progress_hook_interrupt_and_then_sigterm_cancel_the_jobs():
+    """One server whose Cancel watcher never looks (SCENARIO_DETECT_INTERRUPT_POLL_S): Cancel ends
+    the run only through ComfyUI's interrupt exception raised by a progress update, and the job is
+    canceled. Then SIGTERM while a second job runs: that job is canceled and ComfyUI still exits."""
     with FakeScenario(job_seconds=600) as fake:
-        options = comfy_host.ServerOptions(env={**fake.env(), "SCENARIO_DETECT_CACHE": "0"})
-        with comfy_host.start_server(options, name="sigterm") as server:
-            name = server.upload_image(Image.new("RGB", (64, 48), (90, 40, 200)), name=f"t-{uuid.uuid4().hex[:6]}.png")
-            info = server.object_info("ScenarioDetect")["input"]
-            inputs = {
-                key: spec[1]["default"]
-                for section in ("required", "optional")
-                for key, spec in info.get(section, {}).items()
-                if key != "image" and len(spec) > 1 and isinstance(spec[1], dict) and "default" in spec[1]
-            }
-            graph = {
-                "1": {"class_type": "LoadImage", "inputs": {"image": name}},
-                "2": {"class_type": "ScenarioDetect", "inputs": {**inputs, "image": ["1", 0], "backend": "scenario"}},
-                "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}},
-            }
-            server.queue_prompt(graph)
+        env = {**fake.env(), "SCENARIO_DETECT_CACHE": "0", "SCENARIO_DETECT_INTERRUPT_POLL_S": "3600"}
+        with comfy_host.start_server(comfy_host.ServerOptions(env=env), name="process-stop") as server:
+            prompt_id = server.queue_prompt(_graph(server))
             fake.wait_until(lambda: _polled(fake), 120, "ComfyUI polling its job")
+            server.interrupt()
+            with pytest.raises(comfy_host.PromptFailed) as info:
+                server.wait_for(prompt_id, timeout=60)
+            assert info.value.error.get("event") == "execution_interrupted", info.value
+            [first] = fake.billed_jobs
+            fake.wait_until(lambda: fake.canceled_jobs() == [first.id], 30, "the cancel after the progress hook")
+
+            fake.reset()
+            server.queue_prompt(_graph(server))
+            fake.wait_until(lambda: _polled(fake), 120, "ComfyUI polling its second job")
             os.kill(server.process.pid, signal.SIGTERM)
             server.process.wait(timeout=60)
-            [job] = fake.billed_jobs
-            assert fake.canceled_jobs() == [job.id], server.log_tail()
+            [second] = fake.billed_jobs
+            assert fake.canceled_jobs() == [second.id], server.log_tail()
             assert server.process.returncode == -signal.SIGTERM, server.log_tail()
             assert "process stopping: 1 Scenario run(s) were stopped" in server.log_path.read_text(errors="replace")

@@ -245,9 +245,19 @@ class Progress:
         return lambda fraction: self.report(i, fraction)
 
 
+def interrupt_poll_s() -> float:
+    """How often the Cancel flag is read: ``SCENARIO_DETECT_INTERRUPT_POLL_S`` or 0.05 s. (A large
+    value leaves Cancel to the host's progress hook alone; the tests use it to cover that exit.)"""
+    try:
+        return max(0.01, float(os.environ.get("SCENARIO_DETECT_INTERRUPT_POLL_S", INTERRUPT_POLL_S)))
+    except ValueError:
+        return INTERRUPT_POLL_S
+
+
 async def _watch_interrupt(check_interrupt: Callable[[], bool]) -> None:
+    every = interrupt_poll_s()
     while not check_interrupt():
-        await asyncio.sleep(INTERRUPT_POLL_S)
+        await asyncio.sleep(every)
 
 
 async def watch_tasks(coros: list[Any], check_interrupt: Callable[[], bool] | None) -> None:
@@ -447,43 +457,66 @@ async def run_scenario(
     requests: dict[str, int] = {}
     if todo:
         concurrency = max(1, min(MAX_CONCURRENCY, concurrency or default_concurrency()))
-        client = ScenarioClient(creds, policy, max_connections=concurrency * 2 + 2, sleep=retry_sleep)
-        session = Session(client)
-
-        async def keep(i: int, outcome: JobOutcome) -> None:
-            if store is not None:  # the moment it succeeded: a later failure of the batch cannot lose it
-                await asyncio.to_thread(store.put, keys[i], outcome.content, outcome.asset_ids, outcome.cost)
-
-        async def remote() -> BatchOutcome:
-            async with session:
-                return await run_jobs(
-                    session,
-                    inputs,
-                    todo,
-                    concurrency=concurrency,
-                    timeout_s=timeout_s,
-                    progress=progress,
-                    check_interrupt=check_interrupt,
-                    poll_schedule=poll_schedule,
-                    on_done=keep,
-                )
-
-        waves = -(-len(todo) // concurrency)
-        try:
-            batch = await background.run_here(remote(), deadline_s=timeout_s * waves + RUN_DEADLINE_MARGIN_S)
-        except BaseException as exc:  # Cancel, the host's interrupt, the deadline: say what it cost
-            message = stopped_message(session, store is not None)
-            log.warning("%s", message)
-            if isinstance(exc, host.Interrupted):
-                raise host.Interrupted(message) from None
-            raise
-        finally:
-            requests = dict(client.stats)
-        if batch.failed:
-            raise failed_batch_error(plan, batch, session, store is not None)
+        settings = RunSettings(concurrency, timeout_s, check_interrupt, poll_schedule, policy)
+        batch, requests = await run_remote(inputs, creds, todo, keys, store, progress, settings)
         for i, outcome in batch.done.items():
             outcomes[i] = outcome
     return summarize(plan, [o for o in outcomes if o is not None], keep_api_size, len(todo), inputs.messages, requests)
+
+
+@dataclass
+class RunSettings:
+    concurrency: int
+    timeout_s: float
+    check_interrupt: Callable[[], bool] | None
+    poll_schedule: PollSchedule | None
+    policy: RetryPolicy | None
+
+
+async def run_remote(
+    inputs: Inputs,
+    creds: Credentials,
+    todo: list[int],
+    keys: list[str],
+    store: ResultCache | None,
+    progress: Progress,
+    settings: RunSettings,
+) -> tuple[BatchOutcome, dict[str, int]]:
+    """The jobs of ``todo`` on the network loop (with a deadline), each result cached as it comes;
+    (what they came to, request counts). A failure, Cancel or stop raises, saying what was kept and spent."""
+    client = ScenarioClient(creds, settings.policy, max_connections=settings.concurrency * 2 + 2, sleep=retry_sleep)
+    session = Session(client)
+
+    async def keep(i: int, outcome: JobOutcome) -> None:
+        if store is not None:  # the moment it succeeded: a later failure of the batch cannot lose it
+            await asyncio.to_thread(store.put, keys[i], outcome.content, outcome.asset_ids, outcome.cost)
+
+    async def remote() -> BatchOutcome:
+        async with session:
+            return await run_jobs(
+                session,
+                inputs,
+                todo,
+                concurrency=settings.concurrency,
+                timeout_s=settings.timeout_s,
+                progress=progress,
+                check_interrupt=settings.check_interrupt,
+                poll_schedule=settings.poll_schedule,
+                on_done=keep,
+            )
+
+    waves = -(-len(todo) // settings.concurrency)
+    try:
+        batch = await background.run_here(remote(), deadline_s=settings.timeout_s * waves + RUN_DEADLINE_MARGIN_S)
+    except BaseException as exc:  # Cancel, the host's interrupt, the deadline: say what it cost
+        message = stopped_message(session, store is not None)
+        log.warning("%s", message)
+        if isinstance(exc, host.Interrupted):
+            raise host.Interrupted(message) from None
+        raise
+    if batch.failed:
+        raise failed_batch_error(inputs.plan, batch, session, store is not None)
+    return batch, dict(client.stats)
 
 
 def spent_so_far(session: Session, finished: list[str]) -> str:
