@@ -208,3 +208,18 @@ def test_the_cloud_core_runs_on_each_interpreter(python, tmp_path):
         timeout=120,
     )
     assert done.returncode == 0 and ": 4 passed, 0 failed" in done.stdout, done.stdout + done.stderr[-3000:]
+
+
+def test_cancel_between_two_tries_of_the_detect_post_stops_it_with_no_job(fake, caplog):
+    """Cancel while the detect POST waits out a 429: nothing is in flight, so no job can exist; the
+    POST is stopped there (no follow-up kept, never tried again). The job's exit's between-tries branch."""
+    fake.add_fault("POST", DETECT, 429, headers={"Retry-After": "4"}, body={"reason": "cooldown"})
+
+    def refused() -> bool:
+        return any(r.status == 429 for r in fake.requests_to("POST", DETECT))
+
+    with pytest.raises(host.Interrupted) as info:
+        run(fake, check_interrupt=refused)
+    assert background.pending_follow_ups() == 0  # nothing left that could send the POST again
+    assert "stopped between tries" in caplog.text and "Nothing was spent: no job was created." in str(info.value)
+    assert len(fake.requests_to("POST", DETECT)) == 1 and fake.billed_jobs == []
