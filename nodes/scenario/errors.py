@@ -89,11 +89,12 @@ class ScenarioJobFailed(ScenarioError):
 
 
 class ScenarioTimeout(ScenarioError):
-    """The job did not finish within the user's timeout; it was canceled remotely."""
+    """The job did not finish within the user's timeout; the message says whether Scenario confirmed its cancel."""
 
 
 class ScenarioBatchError(ScenarioError):
-    """One image of a batch failed; the message names which (``index`` is 0-based)."""
+    """Images of a batch failed; the message names each with its reason, what was kept and spent
+    (``index``: the first failed image, 0-based; ``cause``: its error)."""
 
     def __init__(self, message: str, index: int = 0, cause: ScenarioError | None = None):
         super().__init__(message, job_id=getattr(cause, "job_id", None), status=getattr(cause, "status", None))
