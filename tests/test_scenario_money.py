@@ -223,3 +223,30 @@ def test_cancel_between_two_tries_of_the_detect_post_stops_it_with_no_job(fake, 
     assert background.pending_follow_ups() == 0  # nothing left that could send the POST again
     assert "stopped between tries" in caplog.text and "Nothing was spent: no job was created." in str(info.value)
     assert len(fake.requests_to("POST", DETECT)) == 1 and fake.billed_jobs == []
+
+
+def test_cancel_after_one_image_failed_names_only_jobs_that_may_run(fake):
+    """A job seen failed has nothing left to cancel: the message must not call it "may still be
+    running"; the running one is canceled and said so."""
+    import time
+
+    fake.queue_outcome("failure", "Corrupted input", "")
+    fake.queue_outcome("stuck")
+    wall = time.time() - time.monotonic()  # the fake runs in this process: one clock offset
+
+    def failure_seen() -> bool:
+        jobs_now = fake.billed_jobs
+        if len(jobs_now) < 2:
+            return False
+        first = jobs_now[0]
+        ended = first.created + first.duration  # when the fake shows it failed (wall clock)
+        return any(r.at + wall > ended and r.status == 200 for r in fake.requests_to("GET", f"/jobs/{first.id}$"))
+
+    with pytest.raises(host.Interrupted) as info:
+        run(fake, images(2), concurrency=2, check_interrupt=failure_seen)
+    failed, stuck = fake.billed_jobs
+    text = str(info.value)
+    assert f"job {stuck.id} was canceled (confirmed by Scenario)" in text and fake.canceled_jobs() == [stuck.id]
+    assert "MAY STILL BE RUNNING" not in text and "still being tried" not in text
+    # Seen failed by the run: not named. Its failure answer still in flight at Cancel: its cancel says so.
+    assert failed.id not in text or f"job {failed.id} had already ended (failure)" in text

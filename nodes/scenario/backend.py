@@ -549,7 +549,8 @@ def _cancels_text(session: Session) -> str:
     """Each job's cancel, true to what Scenario confirmed."""
     cancels = dict(session.cancels)
     lines = [result.said() for result in cancels.values()]
-    pending = [j for j in list(session.created) if j not in cancels and j not in session.finished]
+    ended = set(session.ended)
+    pending = [j for j in list(session.created) if j not in cancels and j not in ended]
     if pending:
         lines.append(
             f"job(s) {', '.join(pending)}: cancel still being tried in the background; they MAY STILL BE RUNNING "

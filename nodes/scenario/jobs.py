@@ -311,6 +311,7 @@ class Session:
         self.created: dict[str, float | None] = {}  # job id -> cost Scenario quoted when it created it
         self.cancels: dict[str, CancelResult] = {}  # job id -> what its cancel achieved
         self.finished: list[str] = []  # ids of the jobs whose result was downloaded
+        self.ended: set[str] = set()  # ids of the jobs seen terminal (nothing left to cancel)
 
     async def __aenter__(self) -> Session:
         await self.client.__aenter__()
@@ -387,6 +388,8 @@ class RemoteJob:
 
     def observe(self, job: dict[str, Any]) -> None:
         self.status = str(job.get("status") or "pending")  # an unknown status counts as still running
+        if self.id is not None and self.terminal:
+            self.session.ended.add(self.id)
 
     async def __aenter__(self) -> RemoteJob:
         return self
