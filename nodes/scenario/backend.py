@@ -509,7 +509,8 @@ async def run_remote(
     try:
         batch = await background.run_here(remote(), deadline_s=settings.timeout_s * waves + RUN_DEADLINE_MARGIN_S)
     except BaseException as exc:  # Cancel, the host's interrupt, the deadline: say what it cost
-        message = stopped_message(session, store is not None)
+        how = "interrupted" if isinstance(exc, host.Interrupted) else f"stopped ({type(exc).__name__})"
+        message = stopped_message(session, store is not None, how)
         log.warning("%s", message)
         if isinstance(exc, host.Interrupted):
             raise host.Interrupted(message) from None
@@ -559,9 +560,10 @@ def _cancels_text(session: Session) -> str:
     return "; ".join(lines)
 
 
-def stopped_message(session: Session, cached: bool) -> str:
+def stopped_message(session: Session, cached: bool, how: str = "interrupted") -> str:
+    """What a stopped run did: each job's cancel as confirmed, what was kept and spent."""
     cancels = _cancels_text(session)
-    text = "Scenario detect interrupted" + (f": {cancels}." if cancels else ".")
+    text = f"Scenario detect {how}" + (f": {cancels}." if cancels else ".")
     return f"{text} {_kept_text(len(session.finished), cached)} {spent_so_far(session, session.finished)}"
 
 
