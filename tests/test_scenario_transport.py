@@ -85,13 +85,48 @@ def with_client(
 
 
 def fails(exc_type: type[ScenarioError], fake: FakeScenario, credentials: Credentials, action, **policy) -> str:
-    """The message of the error ``action`` must raise; checked to hold no secret and no traceback."""
+    """The message of the error ``action`` must raise; checked to hold no secret and no traceback,
+    and that no exception reachable from it (``__cause__``, ``__context__``) carries one."""
     with pytest.raises(exc_type) as info:
         with_client(credentials, action, **policy)
     text = str(info.value)
     assert_no_secret(text, fake)
     assert "Traceback" not in text and info.value.__cause__ is None
+    assert_chain_holds_no_secret(info.value, fake)
     return text
+
+
+def exception_chain(error: BaseException) -> list[BaseException]:
+    """``error`` and every exception reachable from it through ``__cause__`` and ``__context__``."""
+    seen: list[BaseException] = []
+    stack: list[BaseException | None] = [error]
+    while stack:
+        exc = stack.pop()
+        if exc is None or any(exc is s for s in seen):
+            continue
+        seen.append(exc)
+        stack += [exc.__cause__, exc.__context__]
+    return seen
+
+
+def _carried_text(exc: BaseException) -> list[str]:
+    """Everything an exception object holds that a handler, a logger or a debugger would show:
+    message, args, attributes, and for httpx exceptions the request's URL and raw headers (their
+    repr masks Authorization; the values are still there)."""
+    texts = [str(exc), repr(exc), *map(repr, exc.args), *map(repr, vars(exc).values())]
+    texts.append(repr(getattr(exc, "object", "")))  # UnicodeDecodeError's bytes are not in vars()
+    request = getattr(exc, "_request", None)
+    if request is not None:
+        texts += [str(request.url), *(f"{name}: {value}" for name, value in request.headers.items())]
+    return texts
+
+
+def assert_chain_holds_no_secret(error: BaseException, fake: FakeScenario) -> None:
+    basic = base64.b64encode(f"{fake.key}:{fake.secret}".encode()).decode()
+    for exc in exception_chain(error):
+        for text in _carried_text(exc):
+            for needle in (fake.key, fake.secret, basic, "X-Amz-Signature=", "Signature="):
+                assert needle not in text, f"{type(exc).__name__} reachable from {type(error).__name__} holds {needle!r}"
 
 
 def result_url(fake: FakeScenario, mode: str = "normal") -> str:
@@ -292,6 +327,18 @@ def test_the_fakes_remote_http_link_is_refused(fake: FakeScenario, real_api_guar
     text = fails(ScenarioBadResponse, fake, creds(fake), lambda c: c.download(url, what="asset a"))
     assert "http://storage.example.com" in text and "plain http://" in text
     assert _content_requests(fake) == [] and real_api_guard.take() == []
+
+
+def test_plain_http_downloads_only_when_the_api_itself_is_loopback(fake: FakeScenario, real_api_guard) -> None:
+    """A loopback http link is a local test server's; from the https API it is a planted link."""
+    url = result_url(fake)
+    assert url.startswith("http://127.0.0.1:")
+    remote_api = Credentials(fake.key, fake.secret, "https://api.example.com/v1", "test")
+    text = fails(ScenarioBadResponse, fake, remote_api, lambda c: c.download(url, what="asset a"))
+    assert "plain http://" in text and "from an API on it" in text
+    assert _content_requests(fake) == [] and real_api_guard.take() == []
+    content, _ = with_client(creds(fake), lambda c: c.download(url, what="asset a"))  # loopback API: allowed
+    assert content.startswith(b"\x89PNG") and len(_content_requests(fake)) == 1
 
 
 def test_redirects_are_bounded(fake: FakeScenario) -> None:

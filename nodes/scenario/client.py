@@ -147,9 +147,10 @@ def _check_api_path(path: str) -> str:
     return relative
 
 
-def check_download_url(url: str, what: str) -> str:
-    """``url`` when a result may be downloaded from it: https (plain http for loopback hosts only),
-    no user name or password in it. Otherwise a ScenarioBadResponse (nothing is requested)."""
+def check_download_url(url: str, what: str, api_is_loopback: bool = False) -> str:
+    """``url`` when a result may be downloaded from it: https, or plain http to a loopback host
+    when the API address itself is loopback (a local test server); no user name or password in
+    it. Otherwise a ScenarioBadResponse (nothing is requested)."""
     try:
         parts = urlsplit(url)
         host = parts.hostname
@@ -160,8 +161,8 @@ def check_download_url(url: str, what: str) -> str:
         problem = "is not an http(s) address"
     elif parts.username is not None or parts.password is not None:
         problem = "carries a user name or password"
-    elif parts.scheme == "http" and not is_loopback_host(host):
-        problem = "uses plain http:// (only https is accepted, plain http for this machine only)"
+    elif parts.scheme == "http" and not (api_is_loopback and is_loopback_host(host)):
+        problem = "uses plain http:// (only https is accepted; plain http only to this machine, from an API on it)"
     else:
         return url
     raise ScenarioBadResponse(
@@ -523,6 +524,7 @@ class ScenarioClient:
         read_timeout = self.policy.read_timeout_s if timeout_s is None else timeout_s
         while True:
             self.stats[f"POST {relative.split('/')[0]}"] += 1
+            failed: ScenarioError | None = None
             try:
                 extra = (
                     {}
@@ -531,16 +533,20 @@ class ScenarioClient:
                 )
                 response = await self._api.post(relative, json=body, params=query, **extra)
             except errors as exc:
+                response = None
                 retry = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
                 connect_failures += 1
-                if retry and connect_failures < self.policy.post_connect_attempts:
-                    # Nothing left this machine: safe to try again.
-                    await self._sleep(self.policy.backoff(connect_failures))
-                    continue
-                raise transport_error(
-                    exc, what, target=f"the Scenario API at {self.credentials.base_url}", method="POST",
-                    timeout_s=self._timeout_of(exc, read_timeout),
-                ) from None
+                if not (retry and connect_failures < self.policy.post_connect_attempts):
+                    failed = transport_error(
+                        exc, what, target=f"the Scenario API at {self.credentials.base_url}", method="POST",
+                        timeout_s=self._timeout_of(exc, read_timeout),
+                    )
+            if failed is not None:
+                raise failed  # outside the except: httpx's exception holds the Authorization header
+            if response is None:
+                # Nothing left this machine: safe to try again.
+                await self._sleep(self.policy.backoff(connect_failures))
+                continue
             status = response.status_code
             if status in ok:
                 return ApiResponse(status, self._json(response, what))
@@ -593,8 +599,9 @@ class ScenarioClient:
         the cap. Returns a complete ``httpx.Response`` (non-200 answers keep a short body)."""
 
         current = url
+        api_is_loopback = is_loopback_host(urlsplit(self.credentials.base_url).hostname)
         for _hop in range(self.policy.max_redirects + 1):
-            check_download_url(current, what)
+            check_download_url(current, what, api_is_loopback)
             request = self._content.build_request("GET", current)
             response = await self._content.send(request, stream=True)
             try:
@@ -653,12 +660,13 @@ class ScenarioClient:
         attempt = 0
         while True:
             self.stats[kind] += 1
+            failed: ScenarioError | None = None
             try:
                 response = await send()
             except errors as exc:
                 if not _retryable(exc) or (never_sent(exc) and attempt + 1 >= self.policy.get_attempts):
                     timeout_s = self._timeout_of(exc)
-                    raise transport_error(exc, what, target=target, method="GET", timeout_s=timeout_s) from None
+                    failed = transport_error(exc, what, target=target, method="GET", timeout_s=timeout_s)
                 last = _cause(exc)
             else:
                 status = response.status_code
@@ -669,6 +677,8 @@ class ScenarioClient:
                 if status != 408 and status < 500:
                     return response
                 last = f"HTTP {status}{_with(_reason(response))}"
+            if failed is not None:
+                raise failed  # outside the except: httpx's exception holds the request (key, signed URL)
             attempt += 1
             if attempt >= self.policy.get_attempts:
                 raise ScenarioServerError(

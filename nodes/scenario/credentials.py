@@ -8,13 +8,16 @@ typed into a node would leak into every shared image. Order of precedence:
 3. a JSON file ``{"api_key": "...", "api_secret": "..."}`` at :func:`config_path` (or the file
    named by ``SCENARIO_DETECT_CONFIG``).
 
-The environment is read first and the file only when the environment has no key: a broken or
-unreadable file never blocks keys set in the environment (it is then ignored with a warning). When
-the file is the only source, its error says what is wrong with it, never what it holds.
+Credentials stay with their address. Keys from the environment go to ``SCENARIO_BASE_URL`` or the
+default API, never to a credentials file's ``base_url``: when the environment has keys the file is
+not read at all, so a stale, broken or planted file can neither block nor redirect them. The file's
+``base_url`` applies to the file's own keys only (``SCENARIO_BASE_URL``, set by whoever runs the
+process, still overrides it). When the file is the only source, its error says what is wrong with
+it, never what it holds.
 
-``SCENARIO_BASE_URL`` (environment, then the file's ``base_url``) overrides the API address. It must
-be ``https://`` (plain ``http://`` only for a loopback host such as a local test server), without a
-user name, password, query or fragment: the key would otherwise cross the network in clear text.
+The address must be ``https://`` (plain ``http://`` only for a loopback host such as a local test
+server, see :func:`is_loopback_host`), without a user name, password, query or fragment: the key
+would otherwise cross the network in clear text.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ import ipaddress
 import json
 import logging
 import os
+import socket
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -59,18 +63,38 @@ class Credentials:
         return tuple(s for s in (self.api_key, self.api_secret) if s)
 
 
-def is_loopback_host(host_name: str | None) -> bool:
-    """True for ``localhost`` and loopback IP literals (127.0.0.0/8, ::1); no DNS lookup, so a name
-    that merely resolves to 127.0.0.1 does not count."""
+def resolve_addresses(name: str) -> list[str]:
+    """Every address ``name`` resolves to on this machine ([] when it does not resolve)."""
+    try:
+        return [info[4][0] for info in socket.getaddrinfo(name, None)]
+    except (OSError, UnicodeError):
+        return []
+
+
+def is_loopback_host(
+    host_name: str | None, resolve: Callable[[str], Iterable[str]] = resolve_addresses
+) -> bool:
+    """True for ``localhost``, loopback IP literals (127.0.0.0/8, ::1), and ``*.localhost`` names
+    that resolve, every address of them, to loopback. Other names never count, whatever they
+    resolve to now: a public name (``127.0.0.1.nip.io``) can resolve elsewhere by the time the
+    request connects, and the key would then cross the network in clear text."""
     if not host_name:
         return False
     name = host_name.strip("[]").rstrip(".").lower()
-    if name == "localhost" or name.endswith(".localhost"):
+    if name == "localhost":
         return True
+    if name.endswith(".localhost"):
+        found = [_ip(a) for a in resolve(name)]
+        return bool(found) and all(ip is not None and ip.is_loopback for ip in found)
+    ip = _ip(name)
+    return ip is not None and ip.is_loopback
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        return ipaddress.ip_address(name).is_loopback
+        return ipaddress.ip_address(text.split("%")[0])  # an IPv6 zone (fe80::1%eth0) is not part of it
     except ValueError:
-        return False
+        return None
 
 
 def check_base_url(url: str, where: str) -> str:
@@ -125,37 +149,17 @@ _EXPECTED = '{"api_key": "...", "api_secret": "..."}'
 
 def _read_config(path: Path) -> dict[str, str]:
     """The file's string fields ({} when it does not exist), or a ScenarioConfigError that says what
-    is wrong with it. Never quotes the file: it holds the secret."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    is wrong with it. Never quotes the file: it holds the secret. Errors are raised outside the
+    ``except`` blocks: a UnicodeDecodeError keeps the file's bytes and a JSONDecodeError its text,
+    and either would stay reachable from ours as ``__context__``."""
+    text, problem = _read_text(path)
+    if problem is None and text is not None:
+        _warn_if_shared(path)
+        data, problem = _parse_json(text, path)
+    if problem is not None:
+        raise ScenarioConfigError(problem)
+    if text is None:
         return {}
-    except IsADirectoryError:
-        raise ScenarioConfigError(
-            f"the Scenario credentials file {path} is a folder; expected a file {_EXPECTED}."
-        ) from None
-    except UnicodeDecodeError:
-        raise ScenarioConfigError(
-            f"the Scenario credentials file {path} is not UTF-8 text; expected {_EXPECTED}."
-        ) from None
-    except OSError as exc:
-        raise ScenarioConfigError(
-            f"cannot read the Scenario credentials file {path}: {exc.strerror or type(exc).__name__}. "
-            "Check its permissions (it must be readable by the user running ComfyUI or the CLI)."
-        ) from None
-    _warn_if_shared(path)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        # The position only, never the text.
-        raise ScenarioConfigError(
-            f"the Scenario credentials file {path} is not valid JSON (line {exc.lineno}, column {exc.colno}); "
-            f"expected {_EXPECTED}."
-        ) from None
-    if not isinstance(data, dict):
-        raise ScenarioConfigError(
-            f"the Scenario credentials file {path} holds a JSON {type(data).__name__}; expected an object {_EXPECTED}."
-        )
     wrong = sorted(
         k for k in ("api_key", "api_secret", "key", "secret", "base_url") if k in data and not isinstance(data[k], str)
     )
@@ -164,6 +168,39 @@ def _read_config(path: Path) -> dict[str, str]:
             f"in the Scenario credentials file {path}, {', '.join(wrong)} must be text (a JSON string in quotes)."
         )
     return {k: v.strip() for k, v in data.items() if isinstance(v, str)}
+
+
+def _read_text(path: Path) -> tuple[str | None, str | None]:
+    """(the file's text or None when it does not exist, what is wrong with it or None)."""
+    try:
+        return path.read_text(encoding="utf-8"), None
+    except FileNotFoundError:
+        return None, None
+    except IsADirectoryError:
+        return None, f"the Scenario credentials file {path} is a folder; expected a file {_EXPECTED}."
+    except UnicodeDecodeError:
+        return None, f"the Scenario credentials file {path} is not UTF-8 text; expected {_EXPECTED}."
+    except OSError as exc:
+        return None, (
+            f"cannot read the Scenario credentials file {path}: {exc.strerror or type(exc).__name__}. "
+            "Check its permissions (it must be readable by the user running ComfyUI or the CLI)."
+        )
+
+
+def _parse_json(text: str, path: Path) -> tuple[dict, str | None]:
+    """(the JSON object, None) or ({}, what is wrong): the position only, never the text."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return {}, (
+            f"the Scenario credentials file {path} is not valid JSON (line {exc.lineno}, column {exc.colno}); "
+            f"expected {_EXPECTED}."
+        )
+    if not isinstance(data, dict):
+        return {}, (
+            f"the Scenario credentials file {path} holds a JSON {type(data).__name__}; expected an object {_EXPECTED}."
+        )
+    return data, None
 
 
 def _warn_if_shared(path: Path) -> None:
@@ -202,31 +239,23 @@ def _env_pair(env: Mapping[str, str]) -> tuple[str, str, str] | None:
 
 def load_credentials(env: Mapping[str, str] | None = None) -> Credentials:
     """The key pair and API address, or a ScenarioAuthError that says where keys are read from
-    (a ScenarioConfigError, its subclass, when a file or an address is unusable)."""
+    (a ScenarioConfigError, its subclass, when a file or an address is unusable). Keys from the
+    environment never meet the file (see the module docstring)."""
     env = os.environ if env is None else env
-    path = config_path(env)
-    pair = _env_pair(env)
-    file_error: ScenarioConfigError | None = None
-    try:
-        data = _read_config(path) if pair is None or not (env.get(BASE_URL_ENV) or "").strip() else {}
-    except ScenarioConfigError as exc:
-        if pair is None:
-            raise  # the file is the only source: its problem is the answer
-        file_error, data = exc, {}
-        log.warning("ignoring the Scenario credentials file (keys come from the environment): %s", exc)
-
     env_url = (env.get(BASE_URL_ENV) or "").strip()
+    pair = _env_pair(env)
+    if pair is not None:
+        key, secret, source = pair
+        base_url = check_base_url(env_url, BASE_URL_ENV) if env_url else DEFAULT_BASE_URL
+        return Credentials(key, secret, base_url, source)
+    path = config_path(env)
+    data = _read_config(path)
     if env_url:
         base_url = check_base_url(env_url, BASE_URL_ENV)
     elif data.get("base_url"):
         base_url = check_base_url(data["base_url"], f"base_url in {path}")
     else:
         base_url = DEFAULT_BASE_URL
-
-    if pair is not None:
-        key, secret, source = pair
-        return Credentials(key, secret, base_url, source)
-    assert file_error is None
     key = data.get("api_key") or data.get("key") or ""
     secret = data.get("api_secret") or data.get("secret") or ""
     if key and secret:
