@@ -126,7 +126,7 @@ def assert_chain_holds_no_secret(error: BaseException, fake: FakeScenario) -> No
     for exc in exception_chain(error):
         for text in _carried_text(exc):
             for needle in (fake.key, fake.secret, basic, "X-Amz-Signature=", "Signature="):
-                assert needle not in text, f"{type(exc).__name__} reachable from {type(error).__name__} holds {needle!r}"
+                assert needle not in text, f"{type(exc).__name__} from {type(error).__name__} holds {needle!r}"
 
 
 def result_url(fake: FakeScenario, mode: str = "normal") -> str:
