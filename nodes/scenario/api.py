@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .client import JOBS_PAGE, ScenarioClient, api_path
+from .client import ScenarioClient
 from .errors import ScenarioBadResponse
 from .records import Asset, DetectAnswer, Job, parse_asset, parse_detect, parse_job
+from .transport_errors import JOBS_PAGE
+from .urls import api_path
 
 DETECT = "/generate/detect"
 

@@ -16,29 +16,28 @@ process, still overrides it). When the file is the only source, its error says w
 it, never what it holds.
 
 The address must be ``https://`` (plain ``http://`` only for a loopback host such as a local test
-server, see :func:`is_loopback_host`), without a user name, password, query or fragment: the key
+server, see ``urls.is_loopback_host``), without a user name, password, query or fragment: the key
 would otherwise cross the network in clear text.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import os
-import socket
 import stat
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from .. import host
 from .errors import ScenarioAuthError, ScenarioConfigError
+from .urls import DEFAULT_BASE_URL, check_base_url, is_loopback_host
+
+__all__ = ["DEFAULT_BASE_URL", "Credentials", "check_base_url", "is_loopback_host", "load_credentials"]
 
 log = logging.getLogger("scenario_detect.scenario")
 
-DEFAULT_BASE_URL = "https://api.cloud.scenario.com/v1"
 CONFIG_ENV = "SCENARIO_DETECT_CONFIG"
 BASE_URL_ENV = "SCENARIO_BASE_URL"
 ENV_PAIRS = (
@@ -61,66 +60,6 @@ class Credentials:
     def secrets(self) -> tuple[str, ...]:
         """The strings that must never appear in a message or a log line."""
         return tuple(s for s in (self.api_key, self.api_secret) if s)
-
-
-def resolve_addresses(name: str) -> list[str]:
-    """Every address ``name`` resolves to on this machine ([] when it does not resolve)."""
-    try:
-        return [info[4][0] for info in socket.getaddrinfo(name, None)]
-    except (OSError, UnicodeError):
-        return []
-
-
-def is_loopback_host(
-    host_name: str | None, resolve: Callable[[str], Iterable[str]] = resolve_addresses
-) -> bool:
-    """True for ``localhost``, loopback IP literals (127.0.0.0/8, ::1), and ``*.localhost`` names
-    that resolve, every address of them, to loopback. Other names never count, whatever they
-    resolve to now: a public name (``127.0.0.1.nip.io``) can resolve elsewhere by the time the
-    request connects, and the key would then cross the network in clear text."""
-    if not host_name:
-        return False
-    name = host_name.strip("[]").rstrip(".").lower()
-    if name == "localhost":
-        return True
-    if name.endswith(".localhost"):
-        found = [_ip(a) for a in resolve(name)]
-        return bool(found) and all(ip is not None and ip.is_loopback for ip in found)
-    ip = _ip(name)
-    return ip is not None and ip.is_loopback
-
-
-def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(text.split("%")[0])  # an IPv6 zone (fe80::1%eth0) is not part of it
-    except ValueError:
-        return None
-
-
-def check_base_url(url: str, where: str) -> str:
-    """``url`` without its trailing slash, or a ScenarioConfigError saying what is wrong with it.
-    ``where`` names its source (``SCENARIO_BASE_URL``, the file) for the message."""
-    url = url.strip().rstrip("/")
-    try:
-        parts = urlsplit(url)
-        _ = parts.port  # raises on a port that is not a number
-    except ValueError:
-        parts = None
-    shown = f"{parts.scheme}://{parts.hostname}" if parts and parts.hostname else "it"
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        problem = "is not an http(s) address with a host name"
-    elif parts.username is not None or parts.password is not None:
-        problem = "carries a user name or password; the key and secret are sent by this node itself"
-    elif parts.query or parts.fragment:
-        problem = "has a query or fragment; give the API root only, e.g. " + DEFAULT_BASE_URL
-    elif parts.scheme == "http" and not is_loopback_host(parts.hostname):
-        problem = (
-            f"uses plain http:// to {parts.hostname}, which would send the key unencrypted; use https:// "
-            "(plain http is accepted for this machine only: localhost, 127.0.0.1, ::1)"
-        )
-    else:
-        return url
-    raise ScenarioConfigError(f"the Scenario API address from {where} ({shown}) {problem}.")
 
 
 def config_path(env: Mapping[str, str] | None = None) -> Path:
