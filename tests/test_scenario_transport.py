@@ -469,3 +469,37 @@ def test_a_server_echoing_secrets_and_signed_urls_gets_them_scrubbed(fake: FakeS
     assert "<redacted>" in texts[0] and "<redacted>" in texts[1]
     for needle in (fake.key, fake.secret, auth.split()[1], "deadbeef", "AKIAFAKE"):
         assert needle not in caplog.text
+
+
+# -- whole runs: nothing secret reachable from the error a caller gets -------------------------------
+
+
+def _run_error(fake: FakeScenario, setup: Callable[[FakeScenario], Any], **kwargs: Any) -> BaseException:
+    from scenario_support import images, run
+
+    from scenario_detect.nodes.scenario.errors import ScenarioError
+
+    fake.reset()
+    setup(fake)
+    with pytest.raises(ScenarioError) as info:
+        run(fake, images(2), **kwargs)
+    return info.value
+
+
+RUN_FAULTS = {
+    "a detect answer that breaks": (lambda f: f.add_fault("POST", DETECT, 200, action="reset", create_job=True), {}),
+    "polls failing on every try": (lambda f: f.add_fault("GET", "/jobs/", action="reset", times=1000), {}),
+    "a dead download host": (lambda f: setattr(f, "content_url", "dead_host"), {}),
+    "a job past timeout_s": (lambda f: (f.queue_outcome("stuck"), f.queue_outcome("stuck")), {"timeout_s": 0.5}),
+    "a download past timeout_s": (lambda f: setattr(f, "content_url", "stall"), {"timeout_s": 1.0}),
+}
+
+
+@pytest.mark.parametrize("fault", list(RUN_FAULTS))
+def test_no_exception_reachable_from_a_run_error_carries_a_secret(fake: FakeScenario, fault: str) -> None:
+    """Through run_scenario (jobs, batch, timeout): the error the node or CLI gets, and everything
+    reachable from it by ``__cause__``/``__context__``, holds no key, auth header or signed URL."""
+    setup, kwargs = RUN_FAULTS[fault]
+    error = _run_error(fake, setup, **kwargs)
+    assert_no_secret(str(error), fake)
+    assert_chain_holds_no_secret(error, fake)
