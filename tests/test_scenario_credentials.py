@@ -117,6 +117,11 @@ def _broken_files(tmp_path):
     cases["http base_url"].write_text(
         json.dumps({"api_key": "k", "api_secret": SECRET_IN_FILE, "base_url": "http://api.example.com/v1"})
     )
+    cases["too large"] = tmp_path / "i.json"
+    cases["too large"].write_text(json.dumps({"api_key": "k", "api_secret": SECRET_IN_FILE, "pad": "x" * 70000}))
+    if hasattr(os, "mkfifo"):
+        cases["a FIFO"] = tmp_path / "j.json"
+        os.mkfifo(cases["a FIFO"])  # reading it would block until a writer comes: never read
     return cases
 
 
@@ -129,6 +134,8 @@ EXPECTED_PROBLEM = {
     "half a pair": "has api_secret but not api_key",
     "no keys": "has no api_key and api_secret",
     "http base_url": "plain http:// to api.example.com",
+    "too large": "bytes; expected a small file",
+    "a FIFO": "is not a regular file",
 }
 
 

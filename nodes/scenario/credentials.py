@@ -84,6 +84,7 @@ def where_keys_are_read(env: Mapping[str, str] | None = None) -> str:
 
 
 _EXPECTED = '{"api_key": "...", "api_secret": "..."}'
+MAX_CONFIG_BYTES = 64 * 1024  # a key pair and an address; anything far larger is not this file
 
 
 def _read_config(path: Path) -> dict[str, str]:
@@ -112,6 +113,13 @@ def _read_config(path: Path) -> dict[str, str]:
 def _read_text(path: Path) -> tuple[str | None, str | None]:
     """(the file's text or None when it does not exist, what is wrong with it or None)."""
     try:
+        info = path.stat()
+        if stat.S_ISREG(info.st_mode) and info.st_size > MAX_CONFIG_BYTES:
+            size = info.st_size
+            return None, f"the Scenario credentials file {path} is {size} bytes; expected a small file {_EXPECTED}."
+        if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
+            # A FIFO or a device would block the read (and ComfyUI with it), or never end.
+            return None, f"the Scenario credentials file {path} is not a regular file; expected a file {_EXPECTED}."
         return path.read_text(encoding="utf-8"), None
     except FileNotFoundError:
         return None, None
