@@ -8,8 +8,7 @@ import socket
 import time
 
 import pytest
-from fake_scenario import FakeScenario
-from scenario_support import assert_no_secret, creds, images, run
+from scenario_support import assert_no_secret, creds, fake_fixture, images, run
 
 from scenario_detect.nodes.scenario.credentials import Credentials
 from scenario_detect.nodes.scenario.errors import (
@@ -27,11 +26,7 @@ from scenario_detect.nodes.scenario.errors import (
 
 pytestmark = pytest.mark.timeout(60)
 
-
-@pytest.fixture()
-def fake():
-    with FakeScenario(job_seconds=0.15) as server:
-        yield server
+fake = fake_fixture()
 
 
 @pytest.fixture(autouse=True)

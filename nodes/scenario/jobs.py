@@ -17,18 +17,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import api, background
-from .client import ContentExpired, ScenarioClient
+from .client import JOBS_PAGE, ContentExpired, ScenarioClient
 from .errors import (
     ScenarioBadResponse,
     ScenarioError,
+    ScenarioMaybeSent,
+    ScenarioRateLimited,
+    ScenarioServerError,
     ScenarioTimeout,
+    ScenarioUnreachable,
     scrub,
 )
 from .records import TERMINAL, DetectAnswer, Job
 
 log = logging.getLogger("scenario_detect.scenario")
 
-CANCEL_TIMEOUT_S = 5.0
+CANCEL_TIMEOUT_S = 5.0  # one cancel request
+CANCEL_RETRY_S = 30.0  # how long a cancel is retried and re-read before it is reported unconfirmed
 
 
 @dataclass
@@ -74,15 +79,91 @@ class JobOutcome:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-async def cancel_job(client: ScenarioClient, job_id: str) -> bool:
-    """Best effort: ask Scenario to cancel a job. True when it accepted."""
+@dataclass
+class CancelResult:
+    """What a cancel achieved: ``confirmed`` only when Scenario showed the job terminal afterwards."""
+
+    job_id: str
+    confirmed: bool
+    status: str = "unknown"  # the last status Scenario gave for the job
+    detail: str = ""  # why it is not confirmed, for the message
+
+    @property
+    def canceled(self) -> bool:
+        return self.status == "canceled"
+
+    def said(self) -> str:
+        """The outcome in words, true to what Scenario confirmed."""
+        if self.canceled:
+            return f"job {self.job_id} was canceled (confirmed by Scenario)"
+        if self.confirmed:
+            return f"job {self.job_id} had already ended ({self.status}) when the cancel came"
+        return (
+            f"job {self.job_id} MAY STILL BE RUNNING: its cancel was not confirmed ({self.detail}); "
+            f"cancel it by hand at {JOBS_PAGE} if it is"
+        )
+
+
+# Answers after which asking again may work; a 400/401/403/404 says the same every time.
+_CANCEL_RETRYABLE = (
+    ScenarioMaybeSent,
+    ScenarioUnreachable,
+    ScenarioServerError,
+    ScenarioRateLimited,
+    ScenarioBadResponse,
+)
+
+
+async def cancel_job(client: ScenarioClient, job_id: str, within_s: float | None = None) -> CancelResult:
+    """Cancel a job and confirm it by its status. A cancel is idempotent, so unlike the detect POST
+    it is retried (backoff; a 429's wait is honoured by the client) through 5xx, 429 and transport
+    errors for up to ``within_s``; after each try the job's status is read again, and only a
+    terminal status confirms it. Never raises: the result says what is known."""
+    deadline = time.monotonic() + (CANCEL_RETRY_S if within_s is None else within_s)
+    attempt = 0
+    while True:
+        attempt += 1
+        status, retry, detail = await _try_cancel(client, job_id, deadline)
+        if status in TERMINAL:
+            log.info("Scenario job %s: %s after a cancel (confirmed)", job_id, status)
+            return CancelResult(job_id, True, status)
+        wait = client.policy.backoff(attempt) + 0.05
+        if not retry or time.monotonic() + wait >= deadline:
+            log.warning("could not confirm the cancel of Scenario job %s after %d tries: %s", job_id, attempt, detail)
+            return CancelResult(job_id, False, status or "unknown", detail)
+        client.stats["cancel retries"] += 1
+        await asyncio.sleep(wait)
+
+
+async def _try_cancel(client: ScenarioClient, job_id: str, deadline: float) -> tuple[str | None, bool, str]:
+    """One cancel request, then one status read: (status or None, worth retrying, what went wrong)."""
+    retry = True
     try:
-        await asyncio.wait_for(api.post_cancel(client, job_id, CANCEL_TIMEOUT_S), CANCEL_TIMEOUT_S)
-        log.info("Scenario job %s canceled", job_id)
-        return True
-    except (ScenarioError, asyncio.TimeoutError) as exc:
-        log.warning("could not cancel Scenario job %s: %s", job_id, scrub(exc))
-        return False
+        answer = await asyncio.wait_for(
+            api.post_cancel(client, job_id, CANCEL_TIMEOUT_S),
+            max(0.01, min(CANCEL_TIMEOUT_S * 2, deadline - time.monotonic())),
+        )
+        if answer.terminal:
+            return answer.status, False, ""
+        detail = "Scenario accepted the cancel but still shows the job running"
+    except asyncio.TimeoutError:
+        detail = "the cancel request got no answer in time"
+    except ScenarioError as exc:
+        retry = isinstance(exc, _CANCEL_RETRYABLE)
+        detail = str(exc)
+    status = await _read_status(client, job_id, deadline)  # the cancel may have worked despite its answer
+    return status, retry, detail
+
+
+async def _read_status(client: ScenarioClient, job_id: str, deadline: float) -> str | None:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return None
+    try:
+        job = await asyncio.wait_for(api.get_job(client, job_id), remaining)
+    except (ScenarioError, asyncio.TimeoutError):
+        return None
+    return job.status
 
 
 async def upload_image(client: ScenarioClient, data_url: str, name: str) -> str:
@@ -95,8 +176,8 @@ async def estimate(client: ScenarioClient, body: dict[str, Any], query: dict[str
     answer = await api.post_estimate(client, body, query)
     if answer.job is not None:
         # The server ran the job instead of estimating: stop it so it costs nothing more.
-        await cancel_job(client, answer.job.id)
-        raise ScenarioBadResponse("Scenario started a job for a cost estimate (dryRun ignored); it was canceled.")
+        stopped = await cancel_job(client, answer.job.id)
+        raise ScenarioBadResponse(f"Scenario started a job for a cost estimate (dryRun ignored); {stopped.said()}.")
     if answer.cost is None:
         raise ScenarioBadResponse("Scenario's cost estimate has no creativeUnitsCost.")
     return answer.cost
@@ -171,6 +252,9 @@ class Session:
     def __init__(self, client: ScenarioClient):
         self.client = client
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.created: dict[str, float | None] = {}  # job id -> cost Scenario quoted when it created it
+        self.cancels: dict[str, CancelResult] = {}  # job id -> what its cancel achieved
+        self.finished: list[str] = []  # ids of the jobs whose result was downloaded
 
     async def __aenter__(self) -> Session:
         await self.client.__aenter__()
@@ -190,10 +274,16 @@ class Session:
 
     def keep(self, coro: Any, context: contextvars.Context | None = None) -> asyncio.Task[Any]:
         """Run ``coro`` as a task this session's client stays open for."""
-        task = asyncio.get_running_loop().create_task(coro, context=context)
+        task = background.create_task(coro, context)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    async def cancel(self, job_id: str) -> CancelResult:
+        """Cancel a job of this run (retried, confirmed) and remember how that went."""
+        result = await cancel_job(self.client, job_id)
+        self.cancels[job_id] = result
+        return result
 
 
 class RemoteJob:
@@ -214,6 +304,7 @@ class RemoteJob:
         self.cost: float | None = None
         self._post: asyncio.Task[DetectAnswer] | None = None
         self._post_state = _PostState()
+        self.stop_reason = "the run finished without it"  # for the log, when the block ends without an exception
 
     @property
     def terminal(self) -> bool:
@@ -231,6 +322,7 @@ class RemoteJob:
         assert answer.job is not None  # parse_detect requires it of a real run
         self.id = answer.job.id
         self.cost = answer.cost
+        self.session.created[self.id] = self.cost
         self.observe(answer.job)
         log.info("Scenario detect job %s created (%s, %s)", self.id, body.get("modality"), self.label)
         return answer
@@ -244,7 +336,7 @@ class RemoteJob:
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         if self.terminal or self.status == "not created":
             return
-        reason = "the run finished without it" if kind is None else f"{kind.__name__}: {scrub(exc) or 'no message'}"
+        reason = self.stop_reason if kind is None else f"{kind.__name__}: {scrub(exc) or 'no message'}"
         if self.id is None:
             assert self._post is not None
             self._post_state.abandoned = True  # no new attempt from now on
@@ -263,12 +355,13 @@ class RemoteJob:
                 return
             if self._post.cancelled() or self._post.exception() is not None:
                 return  # the POST failed: its error says whether a job may exist (ScenarioMaybeSent)
-            answered = self._post.result().job
-            if answered is None:
+            answered = self._post.result()
+            if answered.job is None:
                 return
-            self.id = answered.id
+            self.id = answered.job.id
+            self.session.created[self.id] = answered.cost
         log.warning("Scenario job %s (%s) left while %s (%s): canceling it", self.id, self.label, self.status, reason)
-        await asyncio.shield(self.session.keep(cancel_job(self.session.client, self.id)))
+        await asyncio.shield(self.session.keep(self.session.cancel(self.id)))
 
     async def _cancel_when_created(self, post: asyncio.Task[DetectAnswer]) -> None:
         wait = self.session.client.policy.connect_timeout_s + self.session.client.policy.read_timeout_s
@@ -293,7 +386,8 @@ class RemoteJob:
             return
         job_id = answer.job.id
         log.warning("Scenario job %s (%s) was created after the run stopped: canceling it", job_id, self.label)
-        await cancel_job(self.session.client, job_id)
+        self.session.created[job_id] = answer.cost
+        await self.session.cancel(job_id)
 
 
 async def poll_until_terminal(
@@ -335,34 +429,54 @@ async def run_job(
 ) -> JobOutcome:
     """One detect job to its result bytes, within ``timeout_s`` from its start (the upload when
     ``body`` is still to be made, the POST, polls, 429 waits, retries and the download). Whatever
-    ends it early, its :class:`RemoteJob` cancels the remote job."""
+    ends it early, its :class:`RemoteJob` cancels the remote job (and the timeout's message says
+    whether Scenario confirmed that)."""
     report = on_progress or (lambda fraction: None)
     started = time.monotonic()
-    client = session.client
-    polls = 0
     async with RemoteJob(session, label) as job:
+        steps = _job_steps(job, body, query, validate, report, schedule or PollSchedule())
         try:
-            async with asyncio.timeout(timeout_s):
-                if not isinstance(body, dict):
-                    body = await body  # the image's upload, when it is too large to send inline
-                finished = (await job.create(body, query)).finished_asset()
-                if finished is not None:
-                    asset_ids = [finished]  # answered finished: nothing to poll
-                else:
-                    final, polls = await poll_until_terminal(client, job, schedule or PollSchedule(), report)
-                    asset_ids = final.results()
-                    if job.cost is None:
-                        job.cost = final.cost
-                report(0.9)
-                content, decoded = await fetch_asset(client, asset_ids[0], validate)
-        except TimeoutError:
-            raise ScenarioTimeout(_timeout_message(job, timeout_s), job_id=job.id) from None
+            # wait_for, not asyncio.timeout: Python 3.10 has no asyncio.timeout.
+            asset_ids, content, decoded, polls = await asyncio.wait_for(steps, timeout_s)
+        except asyncio.TimeoutError:
+            job.stop_reason = f"timeout_s ({timeout_s:g} s) passed"
+            asset_ids = []  # leaving the block cancels the job; the error below says how that went
         except ScenarioError as exc:
             if exc.job_id is None:
                 exc.job_id = job.id
             raise
+    if not asset_ids:
+        raise ScenarioTimeout(_timeout_message(job, timeout_s), job_id=job.id)
+    if job.id is not None:
+        session.finished.append(job.id)
     report(1.0)
     return JobOutcome(asset_ids, content, job.cost, job.id, polls, time.monotonic() - started, decoded)
+
+
+async def _job_steps(
+    job: RemoteJob,
+    body: dict[str, Any] | Awaitable[dict[str, Any]],
+    query: dict[str, str],
+    validate: Callable[[bytes], Any],
+    report: Callable[[float], None],
+    schedule: PollSchedule,
+) -> tuple[list[str], bytes, Any, int]:
+    """The job's steps: (result asset ids, the first one's bytes, its decoded image, polls)."""
+    client = job.session.client
+    polls = 0
+    if not isinstance(body, dict):
+        body = await body  # the image's upload, when it is too large to send inline
+    finished = (await job.create(body, query)).finished_asset()
+    if finished is not None:
+        asset_ids = [finished]  # answered finished: nothing to poll
+    else:
+        final, polls = await poll_until_terminal(client, job, schedule, report)
+        asset_ids = final.results()
+        if job.cost is None:
+            job.cost = final.cost
+    report(0.9)
+    content, decoded = await fetch_asset(client, asset_ids[0], validate)
+    return asset_ids, content, decoded, polls
 
 
 def _timeout_message(job: RemoteJob, timeout_s: float) -> str:
@@ -374,14 +488,17 @@ def _timeout_message(job: RemoteJob, timeout_s: float) -> str:
     if job.id is None:
         return (
             f"Scenario did not answer the detect request for {job.label} within timeout_s ({timeout_s:g} s); "
-            "if it still creates the job, that job is canceled. Raise timeout_s or try again later."
+            "if it still creates the job, that job is sent a cancel as soon as its id arrives (the log says "
+            f"whether it was canceled; {JOBS_PAGE} lists your jobs). Raise timeout_s or try again later."
         )
     if job.terminal:
         return (
             f"the result of Scenario job {job.id} was not downloaded within timeout_s ({timeout_s:g} s). "
             "Raise timeout_s or check the network."
         )
+    cancel = job.session.cancels.get(job.id)
+    outcome = cancel.said() if cancel else f"job {job.id} was sent a cancel"
     return (
         f"Scenario job {job.id} did not finish within timeout_s ({timeout_s:g} s; last status: {job.status}); "
-        "it was canceled. Raise timeout_s or try again later."
+        f"{outcome}. Raise timeout_s or try again later."
     )

@@ -63,14 +63,19 @@ def run_for_cli(image: Any, modality: str, params: dict[str, Any], options: dict
     from ..errors import DetectError
     from ..params import check_params
     from .backend import run_scenario_sync
+    from .background import install_process_stop
     from .errors import ScenarioError
 
+    install_process_stop()  # SIGTERM (docker stop, a closed terminal) cancels the job before the process goes
     try:
         result = run_scenario_sync(
             image, modality, check_params(modality, params), **run_options(remote_values(options))
         )
     except ScenarioError as error:
         raise DetectError(f"Detect ({modality}, scenario): {error}") from None
+    except KeyboardInterrupt:
+        # Ctrl-C: the jobs were cancelled and the log said how that went; no traceback on top.
+        raise SystemExit(130) from None
     for line in result.messages:
         print(line)
     if result.asset_ids:
