@@ -101,3 +101,35 @@ def test_in_comfyui_the_progress_hook_interrupt_and_then_sigterm_cancel_the_jobs
             assert fake.canceled_jobs() == [second.id], server.log_tail()
             assert server.process.returncode == -signal.SIGTERM, server.log_tail()
             assert "process stopping: 1 Scenario run(s) were stopped" in server.log_path.read_text(errors="replace")
+
+
+EXIT_WHILE_POLLING = r"""
+import sys, threading
+import torch
+from scenario_detect.nodes.scenario.backend import run_scenario_sync
+from scenario_detect.nodes.scenario.credentials import Credentials
+
+polled = threading.Event()
+creds = Credentials(sys.argv[1], sys.argv[2], sys.argv[3], "test")
+threading.Thread(
+    target=run_scenario_sync,
+    args=(torch.rand(1, 32, 48, 3), "canny", {}),
+    kwargs={"credentials": creds, "use_cache": False, "on_progress": lambda done: polled.set()},
+    daemon=True,  # as ComfyUI's prompt thread: nothing waits for it at exit
+).start()
+assert polled.wait(60), "the job was never polled"
+sys.exit(0)  # a normal exit while the job is being polled
+"""
+
+
+def test_a_normal_exit_while_a_job_is_polled_cancels_it():
+    """Before, interpreter exit awaited only late detect answers, not jobs still being polled."""
+    with FakeScenario(job_seconds=600) as fake:
+        clean = {k: v for k, v in os.environ.items() if k not in CREDENTIAL_ENV}
+        done = subprocess.run(
+            [sys.executable, "-c", EXIT_WHILE_POLLING, fake.key, fake.secret, fake.base_url],
+            env=clean, capture_output=True, text=True, timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        [job] = fake.billed_jobs
+        assert fake.canceled_jobs() == [job.id], done.stderr[-3000:]

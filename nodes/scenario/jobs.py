@@ -150,7 +150,8 @@ async def _try_cancel(client: ScenarioClient, job_id: str, deadline: float) -> t
         detail = "the cancel request got no answer in time"
     except ScenarioError as exc:
         retry = isinstance(exc, _CANCEL_RETRYABLE)
-        detail = str(exc)
+        # The first sentence says what came back; the rest is the detect POST's advice, not for a cancel.
+        detail = str(exc) if not retry else str(exc).split(". ")[0].rstrip(".")
     status = await _read_status(client, job_id, deadline)  # the cancel may have worked despite its answer
     return status, retry, detail
 
