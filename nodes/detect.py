@@ -157,7 +157,7 @@ class Detect(io.ComfyNode):
     ) -> io.NodeOutput:
         if backend == "scenario":
             from .local.pose_keypoints import empty_frames
-            from .run import check_params
+            from .params import check_params
             from .scenario.node_run import run_for_node
 
             maps, asset_ids, text = await run_for_node(image, modality, check_params(modality, params), params)

@@ -16,12 +16,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import background
-from .client import JOBS_PAGE, ApiResponse, ContentExpired, ScenarioClient, api_path
+from . import api, background
+from .client import JOBS_PAGE, ContentExpired, ScenarioClient
 from .errors import (
     ScenarioBadResponse,
     ScenarioError,
-    ScenarioJobFailed,
     ScenarioMaybeSent,
     ScenarioRateLimited,
     ScenarioServerError,
@@ -29,10 +28,10 @@ from .errors import (
     ScenarioUnreachable,
     scrub,
 )
+from .records import TERMINAL, DetectAnswer, Job
 
 log = logging.getLogger("scenario_detect.scenario")
 
-TERMINAL = frozenset({"success", "failure", "canceled"})
 CANCEL_TIMEOUT_S = 5.0  # one cancel request
 CANCEL_RETRY_S = 30.0  # how long a cancel is retried and re-read before it is reported unconfirmed
 
@@ -78,42 +77,6 @@ class JobOutcome:
     seconds: float = 0.0
     decoded: Any = None  # what ``validate`` returned for the content (the decoded image)
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _answered_job(data: Any) -> dict[str, Any] | None:
-    """The job in an API answer (a dict with a string ``jobId``), or None."""
-    job = data.get("job") if isinstance(data, dict) else None
-    return job if isinstance(job, dict) and isinstance(job.get("jobId"), str) else None
-
-
-def _job_of(data: dict[str, Any], what: str) -> dict[str, Any]:
-    job = _answered_job(data)
-    if job is None:
-        raise ScenarioBadResponse(f"Scenario's answer to {what} has no job in it.")
-    return job
-
-
-def _cost(data: dict[str, Any]) -> float | None:
-    value = data.get("creativeUnitsCost")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    billing = (data.get("job") or {}).get("billing") if isinstance(data.get("job"), dict) else None
-    if isinstance(billing, dict) and isinstance(billing.get("cuCost"), (int, float)):
-        return float(billing["cuCost"])
-    return None
-
-
-def _failure_message(job: dict[str, Any]) -> str:
-    meta = job.get("metadata") or {}
-    status = job.get("status")
-    if status == "canceled":
-        return f"Scenario job {job['jobId']} was canceled on Scenario's side before it finished; run the node again."
-    error = meta.get("error") or "no reason given"
-    hint = meta.get("hint")
-    text = f"Scenario job {job['jobId']} failed: {error}"
-    if hint:
-        text += f". Hint: {hint}"
-    return scrub(text)
 
 
 @dataclass
@@ -177,17 +140,11 @@ async def _try_cancel(client: ScenarioClient, job_id: str, deadline: float) -> t
     retry = True
     try:
         answer = await asyncio.wait_for(
-            client.post(
-                api_path("jobs", job_id, "action"),
-                {"action": "cancel"},
-                what=f"the cancel of job {job_id}",
-                timeout_s=CANCEL_TIMEOUT_S,
-            ),
+            api.post_cancel(client, job_id, CANCEL_TIMEOUT_S),
             max(0.01, deadline - time.monotonic()),  # each request has its own timeout; 429 waits count here
         )
-        job = _answered_job(answer.data)
-        if job is not None and job.get("status") in TERMINAL:
-            return str(job["status"]), False, ""
+        if answer.terminal:
+            return answer.status, False, ""
         detail = "Scenario accepted the cancel but still shows the job running"
     except asyncio.TimeoutError:
         detail = "the cancel request got no answer in time"
@@ -204,37 +161,27 @@ async def _read_status(client: ScenarioClient, job_id: str, deadline: float) -> 
     if remaining <= 0:
         return None
     try:
-        data = await asyncio.wait_for(client.get(api_path("jobs", job_id), what=f"job {job_id}"), remaining)
+        job = await asyncio.wait_for(api.get_job(client, job_id), remaining)
     except (ScenarioError, asyncio.TimeoutError):
         return None
-    job = _answered_job(data)
-    return str(job.get("status")) if job is not None else None
+    return job.status
 
 
 async def upload_image(client: ScenarioClient, data_url: str, name: str) -> str:
     """``POST /assets`` for inputs too large to send inline; returns the new AssetId."""
-    response = await client.post(
-        "/assets", {"image": data_url, "name": name}, what=f"upload of {name}", timeout_s=client.policy.upload_timeout_s
-    )
-    asset = response.data.get("asset")
-    if not isinstance(asset, dict) or not isinstance(asset.get("id"), str):
-        raise ScenarioBadResponse(f"Scenario's answer to the upload of {name} has no asset id.")
-    return asset["id"]
+    return (await api.post_upload(client, data_url, name)).id
 
 
 async def estimate(client: ScenarioClient, body: dict[str, Any], query: dict[str, str]) -> float:
     """Cost of one detect job in creative units, from ``dryRun`` (HTTP 269), without running it."""
-    response = await client.post(
-        "/generate/detect", body, query={**query, "dryRun": "true"}, what="the detect cost estimate", ok=(269, 200)
-    )
-    if response.status == 200 and isinstance(response.data.get("job"), dict):
+    answer = await api.post_estimate(client, body, query)
+    if answer.job is not None:
         # The server ran the job instead of estimating: stop it so it costs nothing more.
-        stopped = await cancel_job(client, response.data["job"]["jobId"])
+        stopped = await cancel_job(client, answer.job.id)
         raise ScenarioBadResponse(f"Scenario started a job for a cost estimate (dryRun ignored); {stopped.said()}.")
-    cost = _cost(response.data)
-    if cost is None:
+    if answer.cost is None:
         raise ScenarioBadResponse("Scenario's cost estimate has no creativeUnitsCost.")
-    return cost
+    return answer.cost
 
 
 async def fetch_asset(client: ScenarioClient, asset_id: str, validate: Callable[[bytes], Any]) -> tuple[bytes, Any]:
@@ -242,10 +189,8 @@ async def fetch_asset(client: ScenarioClient, asset_id: str, validate: Callable[
     Content that ``validate`` rejects (truncated, not an image) is downloaded once more."""
     refreshed = retried_bad = False
     while True:
-        data = await client.get(api_path("assets", asset_id), what=f"asset {asset_id}")
-        asset = data.get("asset")
-        url = asset.get("url") if isinstance(asset, dict) else None
-        if not isinstance(url, str) or not url:
+        url = (await api.get_asset(client, asset_id)).url
+        if not url:
             raise ScenarioBadResponse(f"Scenario's asset {asset_id} has no download URL.")
         # Which URLs may be fetched (scheme, host, redirects, size) is the client's to check.
         try:
@@ -359,7 +304,7 @@ class RemoteJob:
         self.id: str | None = None
         self.status = "not created"
         self.cost: float | None = None
-        self._post: asyncio.Task[ApiResponse] | None = None
+        self._post: asyncio.Task[DetectAnswer] | None = None
         self._post_state = _PostState()
         self.stop_reason = "the run finished without it"  # for the log, when the block ends without an exception
 
@@ -367,27 +312,25 @@ class RemoteJob:
     def terminal(self) -> bool:
         return self.status in TERMINAL
 
-    async def create(self, body: dict[str, Any], query: dict[str, str]) -> dict[str, Any]:
+    async def create(self, body: dict[str, Any], query: dict[str, str]) -> DetectAnswer:
         """``POST /generate/detect``; returns the answer. The request runs as its own task, so
         leaving while it is in flight does not drop the job it may create."""
         client = self.session.client
         context = contextvars.copy_context()
         context.run(_post_state.set, self._post_state)
-        post = client.post("/generate/detect", body, query=query, what="the detect request")
-        self._post = self.session.keep(post, context)
+        self._post = self.session.keep(api.post_detect(client, body, query), context)
         self.status = "requested"
-        response = await asyncio.shield(self._post)
-        data = response.data
-        job = _job_of(data, "the detect request")
-        self.id = job["jobId"]
-        self.cost = _cost(data)
+        answer = await asyncio.shield(self._post)
+        assert answer.job is not None  # parse_detect requires it of a real run
+        self.id = answer.job.id
+        self.cost = answer.cost
         self.session.created[self.id] = self.cost
-        self.observe(job)
+        self.observe(answer.job)
         log.info("Scenario detect job %s created (%s, %s)", self.id, body.get("modality"), self.label)
-        return data
+        return answer
 
-    def observe(self, job: dict[str, Any]) -> None:
-        self.status = str(job.get("status") or "pending")  # an unknown status counts as still running
+    def observe(self, job: Job) -> None:
+        self.status = job.status  # an unknown status counts as still running (not in TERMINAL)
         if self.id is not None and self.terminal:
             self.session.ended.add(self.id)
 
@@ -416,18 +359,18 @@ class RemoteJob:
                 return
             if self._post.cancelled() or self._post.exception() is not None:
                 return  # the POST failed: its error says whether a job may exist (ScenarioMaybeSent)
-            job = _answered_job(self._post.result().data)
-            self.id = job["jobId"] if job is not None else None
-            if not self.id:
+            answered = self._post.result()
+            if answered.job is None:
                 return
-            self.session.created[self.id] = _cost(self._post.result().data)
+            self.id = answered.job.id
+            self.session.created[self.id] = answered.cost
         log.warning("Scenario job %s (%s) left while %s (%s): canceling it", self.id, self.label, self.status, reason)
         await asyncio.shield(self.session.keep(self.session.cancel(self.id)))
 
-    async def _cancel_when_created(self, post: asyncio.Task[ApiResponse]) -> None:
+    async def _cancel_when_created(self, post: asyncio.Task[DetectAnswer]) -> None:
         wait = self.session.client.policy.connect_timeout_s + self.session.client.policy.read_timeout_s
         try:
-            response = await asyncio.wait_for(asyncio.shield(post), wait)
+            answer = await asyncio.wait_for(asyncio.shield(post), wait)
         except asyncio.TimeoutError:
             post.cancel()
             log.warning(
@@ -443,15 +386,11 @@ class RemoteJob:
             else:
                 log.info("the abandoned detect request for %s failed (%s): no job to cancel", self.label, scrub(exc))
             return
-        job = _answered_job(response.data)
-        if job is None:
-            log.warning("the abandoned detect request for %s was answered without a job id", self.label)
+        if answer.job is None or answer.job.terminal:
             return
-        job_id = job["jobId"]
-        if job.get("status") in TERMINAL:
-            return
+        job_id = answer.job.id
         log.warning("Scenario job %s (%s) was created after the run stopped: canceling it", job_id, self.label)
-        self.session.created[job_id] = _cost(response.data)
+        self.session.created[job_id] = answer.cost
         await self.session.cancel(job_id)
 
 
@@ -460,36 +399,25 @@ async def poll_until_terminal(
     job: RemoteJob,
     schedule: PollSchedule,
     report: Callable[[float], None],
-) -> tuple[dict[str, Any], int]:
-    """Poll ``GET /jobs/{id}`` (adaptively) until the job is terminal; (the last job JSON, polls)."""
+) -> tuple[Job, int]:
+    """Poll ``GET /jobs/{id}`` (adaptively) until the job is terminal; (the last job seen, polls)."""
     assert job.id is not None
     created_at = time.monotonic()  # the job's clock starts when the server answered the POST
     intervals = schedule.intervals()
     progress: float | None = None
     seen_at = 0.0
     polls = 0
-    data: dict[str, Any] = {}
-    while not job.terminal:
+    seen: Job | None = None
+    while seen is None or not seen.terminal:
         await asyncio.sleep(schedule.next_wait(next(intervals), progress, seen_at, time.monotonic() - created_at))
         polls += 1
-        data = _job_of(await client.get(api_path("jobs", job.id), what=f"job {job.id}"), f"job {job.id}")
-        job.observe(data)
-        value = data.get("progress")
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            progress = min(1.0, max(0.0, float(value)))
+        seen = await api.get_job(client, job.id)
+        job.observe(seen)
+        if seen.progress is not None:
+            progress = seen.progress
             seen_at = time.monotonic() - created_at
             report(0.9 * progress)  # in ComfyUI this may raise the host's interrupt exception
-    return data, polls
-
-
-def result_asset_ids(job: dict[str, Any], job_id: str) -> list[str]:
-    """The result asset ids of a terminal job, or the error that says why there are none."""
-    if job.get("status") != "success":
-        raise ScenarioJobFailed(_failure_message(job), job_id=job_id)
-    asset_ids = [a for a in (job.get("metadata") or {}).get("assetIds") or [] if isinstance(a, str)]
-    if not asset_ids:
-        raise ScenarioBadResponse(f"Scenario job {job_id} succeeded but produced no asset.", job_id=job_id)
-    return asset_ids
+    return seen, polls
 
 
 async def run_job(
@@ -542,16 +470,14 @@ async def _job_steps(
     polls = 0
     if not isinstance(body, dict):
         body = await body  # the image's upload, when it is too large to send inline
-    created = await job.create(body, query)
-    asset = created.get("asset")
-    if job.status == "success" and isinstance(asset, dict) and isinstance(asset.get("id"), str):
-        asset_ids = [asset["id"]]  # answered finished: nothing to poll
+    finished = (await job.create(body, query)).finished_asset()
+    if finished is not None:
+        asset_ids = [finished]  # answered finished: nothing to poll
     else:
         final, polls = await poll_until_terminal(client, job, schedule, report)
-        assert job.id is not None
-        asset_ids = result_asset_ids(final, job.id)
+        asset_ids = final.results()
         if job.cost is None:
-            job.cost = _cost({"job": final})
+            job.cost = final.cost
     report(0.9)
     content, decoded = await fetch_asset(client, asset_ids[0], validate)
     return asset_ids, content, decoded, polls

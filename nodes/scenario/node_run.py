@@ -60,7 +60,8 @@ async def run_for_node(image: Any, modality: str, params: dict[str, Any], option
 
 def run_for_cli(image: Any, modality: str, params: dict[str, Any], options: dict[str, Any]):
     """Blocking scenario run for the CLI: maps, with messages printed; errors as DetectError."""
-    from ..run import DetectError, check_params
+    from ..errors import DetectError
+    from ..params import check_params
     from .backend import run_scenario_sync
     from .background import install_process_stop
     from .errors import ScenarioError
