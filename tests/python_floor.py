@@ -14,13 +14,14 @@ A use is accepted when it is guarded: inside ``if sys.version_info >= (3, 11):``
 from __future__ import annotations
 
 import ast
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SKIPPED_DIRS = {".venv", "build", "artifacts", "__pycache__", ".git", "node_modules"}
+SKIPPED_DIRS = {".venv", ".venv-smoke", "build", "artifacts", "__pycache__", ".git", "node_modules"}
 
 # module -> names first added in 3.11 (or 3.12/3.13: above the floor too).
 NEWER_NAMES: dict[str, dict[str, str]] = {
@@ -141,9 +142,11 @@ class _Scanner(ast.NodeVisitor):
 
 
 def python_files(root: Path = REPO_ROOT) -> Iterator[Path]:
-    for path in sorted(root.rglob("*.py")):
-        if not SKIPPED_DIRS & set(path.relative_to(root).parts):
-            yield path
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS)  # pruned: never walk a venv
+        for name in sorted(files):
+            if name.endswith(".py"):
+                yield Path(folder) / name
 
 
 def scan_source(source: str, path: str = "<source>") -> list[Finding]:
