@@ -66,7 +66,8 @@ def delta(python: Path) -> list[tuple[str, str, str, str]]:
     """(package, before, after, what) for each package the install would touch."""
     before = installed(python)
     with tempfile.NamedTemporaryFile(suffix=".json") as report:
-        pip(python, "install", "--dry-run", "--quiet", "--report", report.name, "-r", str(REPO_ROOT / "requirements.txt"))
+        requirements = str(REPO_ROOT / "requirements.txt")
+        pip(python, "install", "--dry-run", "--quiet", "--report", report.name, "-r", requirements)
         planned = json.loads(Path(report.name).read_text())["install"]
     rows = []
     for item in planned:
