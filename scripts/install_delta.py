@@ -7,8 +7,8 @@ ComfyUI 0.3.75's requirements.txt), then asks pip what our requirements.txt woul
   1. plain ComfyUI 0.3.75;
   2. the same with ``opencv-contrib-python`` already installed by another pack. pip sees no conflict (the
      two OpenCV wheels have different names) but both ship ``cv2/``: the one installed last overwrites the
-     other's files. This case is then installed for real to show what happens to ``cv2.ximgproc`` (a
-     contrib-only module) and that the README's fix gives it back.
+     other's files. This case is then installed for real to show what happens to ``cv2`` (its version and
+     the contrib-only modules) and that the README's fix gives them back.
 
     python scripts/install_delta.py                    # scratch venv in ~/.cache/scenario-detect/delta-venv
     python scripts/install_delta.py --venv /tmp/v      # elsewhere; --keep leaves it for inspection
@@ -33,7 +33,9 @@ from comfy_host import cache_dir, comfyui_dir  # noqa: E402
 
 TORCH = ["torch==2.14.1", "torchvision==0.29.1"]
 OPENCV_WHEELS = {"opencv-python", "opencv-python-headless", "opencv-contrib-python", "opencv-contrib-python-headless"}
-CONTRIB_PROBE = "import cv2; print(cv2.__version__, hasattr(cv2, 'ximgproc'))"
+# Modules only opencv-contrib builds carry (ximgproc alone is not enough: OpenCV 5 ships more of it in main).
+CONTRIB_MODULES = ("face", "bgsegm", "saliency", "xphoto", "optflow", "ximgproc", "text", "wechat_qrcode")
+CONTRIB_PROBE = f"import cv2; print(cv2.__version__, ','.join(m for m in {CONTRIB_MODULES!r} if hasattr(cv2, m)) or '-')"
 
 
 def pip(python: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -93,8 +95,8 @@ def probe_cv2(python: Path) -> str:
     done = subprocess.run([str(python), "-c", CONTRIB_PROBE], capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
         return f"import cv2 fails: {done.stderr.strip().splitlines()[-1]}"
-    version, contrib = done.stdout.split()
-    return f"cv2 {version}, cv2.ximgproc {'present' if contrib == 'True' else 'MISSING'}"
+    version, modules = done.stdout.split()
+    return f"`cv2.__version__` {version}, contrib modules: {modules}"
 
 
 def main() -> int:
