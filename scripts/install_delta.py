@@ -35,7 +35,9 @@ TORCH = ["torch==2.14.1", "torchvision==0.29.1"]
 OPENCV_WHEELS = {"opencv-python", "opencv-python-headless", "opencv-contrib-python", "opencv-contrib-python-headless"}
 # Modules only opencv-contrib builds carry (ximgproc alone is not enough: OpenCV 5 ships more of it in main).
 CONTRIB_MODULES = ("face", "bgsegm", "saliency", "xphoto", "optflow", "ximgproc", "text", "wechat_qrcode")
-CONTRIB_PROBE = f"import cv2; print(cv2.__version__, ','.join(m for m in {CONTRIB_MODULES!r} if hasattr(cv2, m)) or '-')"
+CONTRIB_PROBE = (
+    f"import cv2; print(cv2.__version__, ','.join(m for m in {CONTRIB_MODULES!r} if hasattr(cv2, m)) or '-')"
+)
 
 
 def pip(python: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
