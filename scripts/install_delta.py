@@ -33,11 +33,24 @@ from comfy_host import cache_dir, comfyui_dir  # noqa: E402
 
 TORCH = ["torch==2.14.1", "torchvision==0.29.1"]
 OPENCV_WHEELS = {"opencv-python", "opencv-python-headless", "opencv-contrib-python", "opencv-contrib-python-headless"}
-# Modules only opencv-contrib builds carry (ximgproc alone is not enough: OpenCV 5 ships more of it in main).
-CONTRIB_MODULES = ("face", "bgsegm", "saliency", "xphoto", "optflow", "ximgproc", "text", "wechat_qrcode")
-CONTRIB_PROBE = (
-    f"import cv2; print(cv2.__version__, ','.join(m for m in {CONTRIB_MODULES!r} if hasattr(cv2, m)) or '-')"
+# One call into each of several contrib-only modules: after an overwrite by a plain wheel, ``cv2.face`` and the
+# others still import (their stub folders stay behind) but the functions are gone.
+CONTRIB_CALLS = (
+    "face.LBPHFaceRecognizer_create", "ximgproc.createFastLineDetector", "bgsegm.createBackgroundSubtractorMOG",
+    "xphoto.createSimpleWB", "saliency.StaticSaliencySpectralResidual_create",
 )
+CONTRIB_PROBE = f"""
+import cv2
+works = 0
+for call in {CONTRIB_CALLS!r}:
+    module, function = call.split(".")
+    try:
+        getattr(getattr(cv2, module), function)()
+        works += 1
+    except Exception:
+        pass
+print(cv2.__version__, works)
+"""
 
 
 def pip(python: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -97,8 +110,8 @@ def probe_cv2(python: Path) -> str:
     done = subprocess.run([str(python), "-c", CONTRIB_PROBE], capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
         return f"import cv2 fails: {done.stderr.strip().splitlines()[-1]}"
-    version, modules = done.stdout.split()
-    return f"`cv2.__version__` {version}, contrib modules: {modules}"
+    version, works = done.stdout.split()
+    return f"`cv2.__version__` {version}, {works} of {len(CONTRIB_CALLS)} contrib-only functions work"
 
 
 def main() -> int:
@@ -107,6 +120,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the scratch venv")
     args = parser.parse_args()
     started = time.monotonic()
+    shutil.rmtree(args.venv, ignore_errors=True)  # a kept venv from an earlier run holds our packages already
     python = comfyui_env(args.venv)
     print(f"ComfyUI 0.3.75 env ready ({time.monotonic() - started:.0f} s): {python}\n")
     print("### 1. plain ComfyUI 0.3.75\n")
