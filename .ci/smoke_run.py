@@ -113,7 +113,8 @@ def attempt(label: str, check: Callable[[], None]) -> str:
     except subprocess.TimeoutExpired:
         result = f"FAIL: no answer after {CLI_TIMEOUT_S} s"
     except Exception as error:  # noqa: BLE001 - every failure becomes a table cell
-        result = f"FAIL: {type(error).__name__}: {str(error).splitlines()[0][:160] if str(error) else ''}"
+        first_line = str(error).splitlines()[0].split("; server log")[0] if str(error) else ""
+        result = f"FAIL: {type(error).__name__}: {first_line[:160]}"
     print(f"   {label:<16} {result} ({time.monotonic() - started:.1f} s)", flush=True)
     return result
 
