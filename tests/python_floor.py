@@ -49,11 +49,6 @@ NEWER_BUILTINS = {"ExceptionGroup": "3.11", "BaseExceptionGroup": "3.11"}
 NEWER_KEYWORDS = {("create_task", "context"): "3.11"}
 # Uses the issue-14 branch (h14a) replaces with 3.10 fallbacks: reported, but not failing lint until it merges.
 # Delete each entry once it no longer shows (tests/test_python_floor.py says which).
-KNOWN_UNTIL_ISSUE_14 = {
-    ("nodes/scenario/background.py", "create_task(context=...)"),
-    ("nodes/scenario/jobs.py", "create_task(context=...)"),
-    ("nodes/scenario/jobs.py", "asyncio.timeout"),
-}
 GUARD_EXCEPTIONS = {"ImportError", "ModuleNotFoundError", "AttributeError", "TypeError", "NameError"}
 
 
@@ -63,10 +58,6 @@ class Finding:
     line: int
     api: str
     version: str
-
-    @property
-    def known(self) -> bool:
-        return (self.path, self.api) in KNOWN_UNTIL_ISSUE_14
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}: {self.api} needs Python {self.version} (the floor is 3.10)"
@@ -165,11 +156,10 @@ def scan(root: Path = REPO_ROOT) -> list[Finding]:
 def main() -> int:
     findings = scan()
     for finding in findings:
-        print(f"{finding}{'  [known: fixed on the issue-14 branch]' if finding.known else ''}")
-    new = [f for f in findings if not f.known]
-    if new:
-        print(f"{len(new)} use(s) of APIs newer than Python 3.10: guard them or add a fallback", file=sys.stderr)
-    return 1 if new else 0
+        print(finding)
+    if findings:
+        print(f"{len(findings)} use(s) of APIs newer than Python 3.10: guard them or add a fallback", file=sys.stderr)
+    return 1 if findings else 0
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import textwrap
 
-import pytest
 import python_floor
 
 
@@ -17,13 +16,8 @@ def _apis(source: str) -> list[str]:
 
 
 def test_no_api_newer_than_the_floor() -> None:
-    findings = python_floor.scan()
-    new = [str(f) for f in findings if not f.known]
-    assert new == [], "3.11+ APIs without a fallback:\n" + "\n".join(new)
-    known = [str(f) for f in findings if f.known]
-    if known:
-        # What the issue-14 branch fixes; once merged this passes (then empty KNOWN_UNTIL_ISSUE_14).
-        pytest.xfail("known 3.11-only uses until the issue-14 branch merges:\n" + "\n".join(known))
+    findings = [str(f) for f in python_floor.scan()]
+    assert findings == [], "3.11+ APIs without a fallback:\n" + "\n".join(findings)
 
 
 def test_scan_flags_each_kind_of_newer_api() -> None:
