@@ -17,7 +17,7 @@ import sys
 
 from fake_scenario import FakeScenario
 
-from scenario_detect.nodes.scenario import background
+from scenario_detect.nodes.scenario import network_loop
 from scenario_detect.nodes.scenario.client import RetryPolicy, ScenarioClient
 from scenario_detect.nodes.scenario.credentials import Credentials
 from scenario_detect.nodes.scenario.errors import ScenarioTimeout
@@ -42,7 +42,7 @@ async def one_job(fake: FakeScenario, timeout_s: float) -> tuple[bytes | None, s
             return outcome.content
 
     try:
-        return await background.run_here(go(), deadline_s=timeout_s + 60), "", session
+        return await network_loop.run_here(go(), deadline_s=timeout_s + 60), "", session
     except ScenarioTimeout as exc:
         return None, str(exc), session
 
@@ -54,7 +54,7 @@ async def one_estimate(fake: FakeScenario) -> float:
         async with ScenarioClient(creds, POLICY) as client:
             return await estimate(client, {"image": "data:image/png;base64,", "modality": "canny"}, {})
 
-    return await background.run_here(go(), deadline_s=30)
+    return await network_loop.run_here(go(), deadline_s=30)
 
 
 def main() -> int:

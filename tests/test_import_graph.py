@@ -73,9 +73,9 @@ def _backend(graph: dict[str, set[str]], name: str) -> set[str]:
 def test_the_graph_sees_imports_in_functions_and_through_shared_modules() -> None:
     graph = import_graph()
     assert "nodes.local" in graph["nodes.run"]  # module level
-    assert "nodes.scenario.node_run" in graph["nodes.detect"]  # inside a method
-    assert "nodes.scenario.backend" in graph["nodes.scenario.node_run"]  # `from .backend import` in a function
-    assert "nodes.scenario.background" in graph["nodes.scenario.jobs"]  # `from . import background`
+    assert "nodes.scenario.entry" in graph["nodes.detect"]  # inside a method
+    assert "nodes.scenario.backend" in graph["nodes.scenario.entry"]  # `from .backend import` in a function
+    assert "nodes.scenario.network_loop" in graph["nodes.scenario.jobs"]  # `from . import network_loop`
     assert path_between(graph, "nodes.run", _backend(graph, "local")) == ["nodes.run", "nodes.local"]
 
 

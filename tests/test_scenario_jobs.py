@@ -9,7 +9,7 @@ import pytest
 from scenario_support import assert_no_secret, fake_fixture, images, run
 
 from scenario_detect.nodes import host
-from scenario_detect.nodes.scenario import background, jobs
+from scenario_detect.nodes.scenario import jobs, network_loop
 from scenario_detect.nodes.scenario.errors import ScenarioTimeout
 
 pytestmark = pytest.mark.timeout(90)
@@ -89,7 +89,7 @@ def test_cancel_between_two_tries_of_the_detect_post_stops_it_with_no_job(fake, 
 
     with pytest.raises(host.Interrupted) as info:
         run(fake, check_interrupt=refused)
-    assert background.pending_follow_ups() == 0  # nothing left that could send the POST again
+    assert network_loop.pending_follow_ups() == 0  # nothing left that could send the POST again
     assert "stopped between tries" in caplog.text and "Nothing was spent: no job was created." in str(info.value)
     assert len(fake.requests_to("POST", DETECT)) == 1 and fake.billed_jobs == []
 

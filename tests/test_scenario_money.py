@@ -1,6 +1,6 @@
 """Money at the level of the batch (backend.py): a failed batch keeps what finished, says what it
 spent, and the rerun pays only for the rest; the cost estimate honours timeout_s and Cancel.
-(Cancels: test_scenario_jobs.py; the network loop's deadlines: test_scenario_background.py.)"""
+(Cancels: test_scenario_jobs.py; the network loop's deadlines: test_scenario_network_loop.py.)"""
 
 from __future__ import annotations
 

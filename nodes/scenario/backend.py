@@ -20,7 +20,7 @@ from typing import Any
 
 from .. import host
 from ..modalities import MODALITIES, api_fields, validation_errors
-from . import background
+from . import network_loop
 from .cache import ResultCache, cache_enabled, cache_key
 from .client import JOBS_PAGE, RetryPolicy, ScenarioClient
 from .credentials import Credentials, load_credentials
@@ -507,7 +507,7 @@ async def run_remote(
 
     waves = -(-len(todo) // settings.concurrency)
     try:
-        batch = await background.run_here(remote(), deadline_s=settings.timeout_s * waves + RUN_DEADLINE_MARGIN_S)
+        batch = await network_loop.run_here(remote(), deadline_s=settings.timeout_s * waves + RUN_DEADLINE_MARGIN_S)
     except BaseException as exc:  # Cancel, the host's interrupt, the deadline: say what it cost
         how = "interrupted" if isinstance(exc, host.Interrupted) else f"stopped ({type(exc).__name__})"
         message = stopped_message(session, store is not None, how)
@@ -656,7 +656,7 @@ async def estimate_batch(
             ) from None
         return box[0]
 
-    each, requests = await background.run_here(bounded(), deadline_s=timeout_s + RUN_DEADLINE_MARGIN_S)
+    each, requests = await network_loop.run_here(bounded(), deadline_s=timeout_s + RUN_DEADLINE_MARGIN_S)
     total = each * plan.count
     inputs.messages.insert(
         0,

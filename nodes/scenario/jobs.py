@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import api, background
+from . import api, network_loop
 from .client import JOBS_PAGE, ContentExpired, ScenarioClient
 from .errors import (
     ScenarioBadResponse,
@@ -272,11 +272,11 @@ class Session:
             await asyncio.wait(pending)
             await self.client.__aexit__(None, None, None)
 
-        background.follow_up(close_after(), "closing the connection after a cancel")
+        network_loop.follow_up(close_after(), "closing the connection after a cancel")
 
     def keep(self, coro: Any, context: contextvars.Context | None = None) -> asyncio.Task[Any]:
         """Run ``coro`` as a task this session's client stays open for."""
-        task = background.create_task(coro, context)
+        task = network_loop.create_task(coro, context)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task

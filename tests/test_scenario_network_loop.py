@@ -1,4 +1,4 @@
-"""The pack's network loop (background.py): every hand-off has a deadline, a failure to start
+"""The pack's network loop (network_loop.py): every hand-off has a deadline, a failure to start
 work reaches the caller, and the network core runs on each supported Python (3.10 included)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from scenario_detect.nodes.scenario import background
+from scenario_detect.nodes.scenario import network_loop
 from scenario_detect.nodes.scenario.errors import ScenarioError, ScenarioTimeout
 
 pytestmark = pytest.mark.timeout(150)
@@ -28,7 +28,7 @@ def test_a_hand_off_past_its_deadline_is_stopped_and_said():
             raise
 
     with pytest.raises(ScenarioTimeout, match="deadline"):
-        asyncio.run(background.run_here(forever(), deadline_s=0.2))
+        asyncio.run(network_loop.run_here(forever(), deadline_s=0.2))
     assert stopped == [True]
 
 
@@ -40,7 +40,7 @@ def test_a_failure_to_start_work_on_the_loop_reaches_the_caller():
             pass
 
     with pytest.raises(ScenarioError, match="could not start"):
-        asyncio.run(background.run_here(NotACoroutine(), deadline_s=30))  # type: ignore[arg-type]
+        asyncio.run(network_loop.run_here(NotACoroutine(), deadline_s=30))  # type: ignore[arg-type]
 
 
 # -- Python 3.10 ------------------------------------------------------------------------------------

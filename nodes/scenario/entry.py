@@ -1,4 +1,5 @@
-"""The Detect node's scenario branch: ComfyUI's progress bar and interrupt wired to run_scenario.
+"""The cloud backend's two ways in, the node's (run_for_node) and the CLI's (run_for_cli): progress and
+interrupt wired to run_scenario.
 
 Kept out of ``detect.py`` so the node file stays thin, and out of ``backend.py`` so the backend
 stays free of ComfyUI (host adapters fall back to no-ops outside ComfyUI).
@@ -63,8 +64,8 @@ def run_for_cli(image: Any, modality: str, params: dict[str, Any], options: dict
     from ..errors import DetectError
     from ..params import check_params
     from .backend import run_scenario_sync
-    from .background import install_process_stop
     from .errors import ScenarioError
+    from .network_loop import install_process_stop
 
     install_process_stop()  # SIGTERM (docker stop, a closed terminal) cancels the job before the process goes
     try:
