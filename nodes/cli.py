@@ -181,7 +181,7 @@ def detect_one(args: argparse.Namespace, source: Path, target: Path) -> list[dic
     params = {name: getattr(args, name) for name in (*PARAMS, *NETWORK_PARAMS)}
     if args.backend == "scenario":
         from .local.pose_keypoints import empty_frames
-        from .scenario.node_run import run_for_cli
+        from .scenario.entry import run_for_cli
 
         remote = {name: getattr(args, name) for name in REMOTE_OPTIONS}
         maps = run_for_cli(frame, args.modality, params, remote)

@@ -161,16 +161,16 @@ class Detect(io.ComfyNode):
     ) -> io.NodeOutput:
         if backend == "scenario":
             from .local.pose_keypoints import empty_frames
-            from .run import check_params
-            from .scenario.node_run import run_for_node
+            from .params import check_params
+            from .scenario.entry import run_for_node
 
             maps, asset_ids, text = await run_for_node(image, modality, check_params(modality, params), params)
             # The API returns only images: one empty entry per map, with the map's size as canvas.
             keypoints = empty_frames(*maps.shape[:3])
             return io.NodeOutput(maps, asset_ids, keypoints, ui={"text": text})
         params = {k: v for k, v in params.items() if k not in REMOTE_OPTIONS}
+        from .local_thread import run_off_loop
         from .run import run_detect
-        from .worker import run_off_loop
 
         # Off the event loop: the prompt's other async nodes (remote jobs) keep polling meanwhile.
         maps, keypoints = await run_off_loop(run_detect, image, modality, params, local_method=local_method)

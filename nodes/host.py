@@ -24,7 +24,7 @@ class Interrupted(Exception):
     """Raised when the user pressed Cancel; inside ComfyUI the host's own exception is raised."""
 
 
-# Set by nodes/worker.py for a run on its worker thread: the awaiting node task was cancelled
+# Set by nodes/local_thread.py for a run on its worker thread: the awaiting node task was cancelled
 # (its prompt failed or was interrupted elsewhere), so the run must stop at its next check even if
 # another node already consumed ComfyUI's global interrupt flag.
 _ABANDONED: ContextVar[threading.Event | None] = ContextVar("scenario_detect_abandoned", default=None)
@@ -44,9 +44,9 @@ def _throw_if_abandoned() -> None:
         raise Interrupted("the local run was abandoned: its prompt was cancelled or failed")
 
 
-# Set by nodes/worker.py for a run on its worker thread inside ComfyUI: called before the run first
+# Set by nodes/local_thread.py for a run on its worker thread inside ComfyUI: called before the run first
 # touches ComfyUI's model management (``load_models_gpu``), it blocks until ComfyUI's prompt thread is
-# parked, so no other node can load, move or free models until the run ends (see worker.py).
+# parked, so no other node can load, move or free models until the run ends (see local_thread.py).
 _DEVICE_CLAIM: ContextVar[Callable[[], None] | None] = ContextVar("scenario_detect_device_claim", default=None)
 # Set by nodes/device_fallback.py while a method reruns on the CPU after failing on the device.
 _DEVICE_OVERRIDE: ContextVar[str | None] = ContextVar("scenario_detect_device_override", default=None)

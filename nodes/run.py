@@ -8,22 +8,14 @@ from typing import Any
 import torch
 
 from .device_fallback import run_with_cpu_fallback
+from .errors import DetectError
 from .local import Detection, run_local
-from .modalities import AUTO_METHOD, NETWORK_PARAMS, PARAMS, resolve_local_method, validation_errors
+from .modalities import AUTO_METHOD, resolve_local_method
+from .params import check_params
+
+__all__ = ["DetectError", "check_params", "run_detect"]  # the first two live below both backends
 
 log = logging.getLogger("scenario_detect")
-
-
-class DetectError(ValueError):
-    """A detection cannot run as asked; the message says why and what to do."""
-
-
-def check_params(modality: str, params: dict[str, Any]) -> dict[str, Any]:
-    known = {name: value for name, value in params.items() if name in PARAMS or name in NETWORK_PARAMS}
-    errors = validation_errors(modality, known)
-    if errors:
-        raise DetectError("Detect: " + "; ".join(errors))
-    return known
 
 
 def run_detect(

@@ -39,7 +39,16 @@ def _frontend_root(options: comfy_host.ServerOptions, stack: contextlib.ExitStac
         options.args += ["--front-end-root", FRONTEND_ROOT]
 
 
-SHOTS = ARTIFACTS_DIR / ("web-custom-frontend" if FRONTEND_ROOT else "web")
+def _shots_folder() -> str:
+    """tests/artifacts/web (the frontend ComfyUI pins), web-frontend-<version> for a frontend from
+    comfy_host.newest_frontend_root(), web-custom-frontend for any other --front-end-root."""
+    if not FRONTEND_ROOT:
+        return "web"
+    parent = os.path.basename(os.path.dirname(os.path.abspath(FRONTEND_ROOT)))
+    return f"web-{parent}" if parent.startswith("frontend-") else "web-custom-frontend"
+
+
+SHOTS = ARTIFACTS_DIR / _shots_folder()
 
 
 _UNAVAILABLE = web_ui.browser_unavailable()
@@ -439,3 +448,80 @@ def test_saved_workflow_with_a_method_not_offered_loads_and_says_what_to_pick(
     assert prompt[str(loaded)]["inputs"]["local_method"] == "opencv_canny"
     rejected = comfy_server.rejected_prompt(prompt)
     assert f"choose one of: {offered}" in json.dumps(rejected)
+
+
+def _boxes_overlap(a: list[float], b: list[float]) -> bool:
+    """Two [left, top, right, bottom] boxes share more than a pixel of area."""
+    return min(a[2], b[2]) - max(a[0], b[0]) > 1 and min(a[3], b[3]) - max(a[1], b[1]) > 1
+
+
+def _check_canvas_layout(ui: web_ui.ComfyPage, node: int, where: str) -> None:
+    layout = ui.canvas_widget_boxes(node)
+    bands = sorted(layout["widgets"], key=lambda w: w["y"])
+    for upper, lower in zip(bands, bands[1:], strict=False):
+        assert upper["y"] + upper["h"] <= lower["y"] + 0.5, f"{where}: {upper['name']} overlaps {lower['name']}"
+    if bands:
+        last = bands[-1]
+        assert last["y"] + last["h"] <= layout["height"] + 1, f"{where}: {last['name']} drawn below the node"
+
+
+def _check_vue_layout(ui: web_ui.ComfyPage, node: int, where: str, label: str) -> None:
+    found: dict[str, Any] | None = None
+    for _ in range(20):  # Vue renders asynchronously
+        ui.page.wait_for_timeout(100)
+        found = ui.vue_text_boxes(node)
+        if found and any(label in t["text"] for t in found["texts"]):
+            break
+    assert found, f"{where}: the node is not drawn as a Vue component"
+    texts = found["texts"]
+    assert any(label in t["text"] for t in texts), f"{where}: {label!r} not shown; texts: {[t['text'] for t in texts]}"
+    for text in texts:
+        assert not (label in text["text"] and text["overflows"]), f"{where}: {label!r} is cut off"
+        inside = text["box"][0] >= found["box"][0] - 1 and text["box"][2] <= found["box"][2] + 1
+        assert inside, f"{where}: {text['text']!r} sticks out of the node"
+    for i, a in enumerate(texts):
+        for b in texts[i + 1 :]:
+            if a["box"] == b["box"]:
+                continue  # nested elements around the same text
+            assert not _boxes_overlap(a["box"], b["box"]), f"{where}: {a['text']!r} overlaps {b['text']!r}"
+
+
+@pytest.mark.parametrize("mode", ["classic", "vue"])
+def test_layout_has_no_overlap_and_method_labels_read_in_full(ui: web_ui.ComfyPage, mode: str) -> None:
+    """Each modality's method labels (the longest is "mlsd_large · 6.3 MB download") are drawn whole and
+    no visible widget overlaps another, in the classic canvas and in Vue nodes ("Nodes 2.0")."""
+    if mode == "vue" and not ui.evaluate("() => 'vueNodesMode' in LiteGraph"):
+        pytest.skip("this frontend has no Vue nodes mode")
+    version = ui.frontend_version()
+    ui.set_vue_nodes(mode == "vue")
+    try:
+        node = ui.add_detect_node()
+        if "backend" in ui.node_state(node)["all"]:
+            ui.set_widget(node, "backend", "local")
+        choices = local_method_choices()
+        # Frontend 1.32's Vue nodes show only the first edit (docs/web.md): one change there.
+        first_only = mode == "vue" and version.startswith("1.32.")
+        cases = [(m, method) for m in table.MODALITY_NAMES if m in choices for method in choices[m]]
+        for modality, method in cases[:1] if first_only else cases:
+            where = f"{mode}, frontend {version}, {modality}/{method}"
+            ui.set_widget(node, "modality", modality)
+            ui.set_widget(node, "local_method", method)
+            label = choices[modality][method]
+            if mode == "classic":
+                _check_canvas_layout(ui, node, where)
+                drawn = ui.canvas_texts()
+                assert label in drawn, f"{where}: {label!r} not drawn whole; drawn: {[t for t in drawn if '·' in t]}"
+            else:
+                # 1.32's (beta) Vue combo shows the raw value: it never calls options.getOptionLabel.
+                _check_vue_layout(ui, node, where, method if first_only else label)
+        if not first_only:
+            ui.set_widget(node, "modality", "mlsd")
+            ui.set_widget(node, "local_method", "mlsd_large")
+        if mode == "vue":
+            ui.page.wait_for_timeout(300)
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            ui.page.locator(f'[data-node-id="{node}"]').screenshot(path=str(SHOTS / "detect_vue_mlsd_labels.png"))
+        else:
+            ui.screenshot_node(node, SHOTS / "detect_classic_mlsd_labels.png")
+    finally:
+        ui.set_vue_nodes(False)

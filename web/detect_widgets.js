@@ -170,10 +170,28 @@ function fitHeight(node) {
   node.graph?.setDirtyCanvas?.(true, true);
 }
 
+// The classic canvas cuts a combo's text that does not fit ("auto → depth_anything_v2 · 99 MB "):
+// widen the node (never narrow it) to the longest method label of any modality, measured in the font
+// litegraph draws widgets with. Chrome: 4 margins of 15 px, arrows and padding 25, gap 5, slack 12.
+const COMBO_CHROME_PX = 4 * 15 + 25 + 5 + 12;
+
+function fitMethodLabels(node, methods) {
+  const widget = methods && node.widgets?.find((w) => w.name === methods.widget);
+  if (!widget || typeof node.setSize !== "function" || !(node.size?.length >= 2)) return;
+  const ctx = document.createElement("canvas").getContext("2d");
+  if (!ctx) return;
+  ctx.font = `normal ${globalThis.LiteGraph?.NODE_SUBTEXT_SIZE ?? 12}px ${globalThis.LiteGraph?.NODE_FONT ?? "Arial"}`;
+  const labels = Object.values(methods.byModality).flatMap((byMethod) => Object.values(byMethod));
+  const widest = Math.max(0, ...labels.map((label) => ctx.measureText(String(label)).width));
+  const needed = Math.ceil(ctx.measureText(widget.label ?? widget.name).width + widest + COMBO_CHROME_PX);
+  if (node.size[0] < needed) node.setSize([needed, node.size[1]]);
+}
+
 // The method combo's choices, then which widgets show: both follow the modality (and backend).
 function refresh(node, rules, methods, modalityChanged = false) {
   applyMethodChoices(node, methods, modalityChanged);
   applyVisibility(node, rules);
+  fitMethodLabels(node, methods);
 }
 
 // A node created, configured or loaded: watch its combos and apply the current values.

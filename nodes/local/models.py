@@ -103,7 +103,7 @@ class ModelCache:
         import comfy.model_management as mm
 
         # From here to the end of the run no other node may load, move or free models: claim_device
-        # parks ComfyUI's prompt thread (worker.py). Outside our lock, which the prompt thread takes
+        # parks ComfyUI's prompt thread (local_thread.py). Outside our lock, which the prompt thread takes
         # when ComfyUI unloads one of our networks; reading and building it above ran beside the prompt.
         host.claim_device()
         with self._lock:

@@ -1,4 +1,4 @@
-"""nodes/worker.py: local runs on one worker thread, awaited without blocking the event loop."""
+"""nodes/local_thread.py: local runs on one worker thread, awaited without blocking the event loop."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from scenario_detect.nodes import host
-from scenario_detect.nodes.worker import run_off_loop
+from scenario_detect.nodes.local_thread import run_off_loop
 
 NODE = contextvars.ContextVar("node", default=None)
 
@@ -109,7 +109,7 @@ def test_a_cancelled_caller_stops_the_run_at_its_next_check() -> None:
 def test_a_device_claim_holds_the_loop_until_the_run_ends() -> None:
     """What ``ModelCache.get`` does inside ComfyUI (``host.claim_device``): from the claim to the end of
     the run, no other task of the loop (another node of the prompt) runs; before and after, they do."""
-    from scenario_detect.nodes.worker import _PromptThreadHold
+    from scenario_detect.nodes.local_thread import _PromptThreadHold
 
     state = {"claimed": False, "ticks_while_claimed": 0, "ticks": 0}
     before_claim = threading.Event()
@@ -143,7 +143,7 @@ def test_a_device_claim_holds_the_loop_until_the_run_ends() -> None:
 def test_an_abandoned_run_gives_up_its_claim_and_leaves_the_loop_free() -> None:
     """The node task was cancelled while the run waited for the loop: the run stops, and the parking
     callback still queued on the loop returns at once instead of blocking the next prompt."""
-    from scenario_detect.nodes.worker import _PromptThreadHold
+    from scenario_detect.nodes.local_thread import _PromptThreadHold
 
     async def main() -> list[str]:
         hold = _PromptThreadHold(asyncio.get_running_loop())
