@@ -23,6 +23,7 @@ from .modalities import (
     DEFAULT_BACKEND,
     MODALITIES,
     MODALITY_NAMES,
+    NETWORK_PARAMS,
     PARAMS,
     REMOTE_OPTIONS,
     Param,
@@ -97,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         "pixels): one entry per input, in order, with its \"file\"; a failed input has \"error\" instead "
         "of people; non-pose modalities give no people",
     )
-    for param in PARAMS.values():
+    for param in (*PARAMS.values(), *NETWORK_PARAMS.values()):  # --resolution: local networks only
         flag = "--" + param.name.replace("_", "-")
         if param.kind == "bool":
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=param.default,
@@ -177,7 +178,7 @@ def detect_one(args: argparse.Namespace, source: Path, target: Path) -> list[dic
     frame = torch.from_numpy(decode_image(data, str(source), notes))[None]
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    params = {name: getattr(args, name) for name in PARAMS}
+    params = {name: getattr(args, name) for name in (*PARAMS, *NETWORK_PARAMS)}
     if args.backend == "scenario":
         from .local.pose_keypoints import empty_frames
         from .scenario.entry import run_for_cli

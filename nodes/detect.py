@@ -18,6 +18,7 @@ from .modalities import (
     DEFAULT_BACKEND,
     ESSENTIALS_CATEGORY,
     MODALITY_NAMES,
+    NETWORK_PARAMS,
     NODE_CATEGORY,
     NODE_DISPLAY_NAME,
     NODE_ID,
@@ -33,8 +34,8 @@ from .modalities import (
 from .widget_visibility import annotate_inputs
 
 
-def _param_input(param: Param) -> io.Input:
-    common = {"default": param.default, "tooltip": param.tooltip}
+def _param_input(param: Param, optional: bool = False) -> io.Input:
+    common = {"default": param.default, "tooltip": param.tooltip, "optional": optional}
     if param.kind == "bool":
         return io.Boolean.Input(param.name, **common)
     if param.kind == "int":
@@ -71,6 +72,9 @@ def schema_inputs() -> list[io.Input]:
         ),
         *(_param_input(param) for param in PARAMS.values()),
         *(_remote_input(option) for option in REMOTE_OPTIONS.values()),
+        # Added after the first release: optional and last, so a saved workflow (whose widget values
+        # are positional) or an API prompt without it still loads, with the default.
+        *(_param_input(param, optional=True) for param in NETWORK_PARAMS.values()),
     ])
 
 

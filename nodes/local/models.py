@@ -227,12 +227,16 @@ def default_chunk(device: torch.device) -> int:
 
 
 def network_resolution(params: dict[str, Any], default: int = 512) -> int:
-    """The short side a network sees (the ``resolution`` parameter, not a widget), at least 64 px."""
+    """The short side a network sees (the node's ``resolution`` widget, ``--resolution``), at least 64 px."""
     return max(64, int(params.get("resolution", default)))
 
 
 def chunk_size(params: dict[str, Any], loaded: Loaded | None = None) -> int:
-    """Images per forward pass: the ``chunk`` parameter, else ``default_chunk`` for the model's device."""
+    """Images per forward pass: ``default_chunk`` for the model's device, or ``params["chunk"]``.
+
+    ``chunk`` is a programmatic option on purpose (tests run batches through several chunks on a CPU):
+    the node and the CLI never set it, as ``run.check_params`` keeps only the table's parameters.
+    """
     if "chunk" in params:
         return max(1, int(params["chunk"]))
     return default_chunk(loaded.device if loaded is not None else torch.device("cpu"))

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from . import depth_maps
 from .ade20k import ADE20K_PALETTE, SUBJECT_CLASSES
-from .models import MODELS, Loaded, fit_size, run_chunks, to_model
+from .models import MODELS, Loaded, fit_size, network_resolution, run_chunks, to_model
 from .weights import WeightFile, repo_folder
 
 log = logging.getLogger("scenario_detect.transformers")
@@ -50,6 +50,9 @@ DEPTH_FILES = repo_files(DEPTH_REPO, "Depth Anything V2 Small", "99 MB")
 SEGMENTATION_FILES = repo_files(SEGMENTATION_REPO, "UperNet ConvNeXt-tiny ADE20K", "241 MB")
 
 DEPTH_RESOLUTION = 518  # Depth Anything V2's training size; sides must be multiples of its 14 px patch
+# ``resolution`` (default 512) is scaled by this for Depth Anything: the default gives its training
+# size, 518; other values in proportion (1024 -> 1036: 74 patches of 14 px).
+DEPTH_SCALE = DEPTH_RESOLUTION / 512
 DEPTH_MULTIPLE = 14
 SEGMENTATION_RESOLUTION = 512  # ADE20K models are trained on 512 px crops, tested at short side 512
 SEGMENTATION_MULTIPLE = 32  # ConvNeXt downsamples by 32
@@ -142,19 +145,23 @@ def segmentation_model(models_dir: str | Path | None = None) -> tuple[Loaded, Pa
 # -- inference on one chunk --
 
 
-def predict_depth(loaded: Loaded, folder: Path, images: torch.Tensor) -> torch.Tensor:
+def predict_depth(
+    loaded: Loaded, folder: Path, images: torch.Tensor, resolution: float = DEPTH_RESOLUTION
+) -> torch.Tensor:
     """[b, H, W, 3] 0..1 CPU -> [b, H, W] normalised depth (near = 1) on the model's device."""
     height, width = images.shape[1:3]
-    x = _normalize(to_model(images, fit_size(height, width, DEPTH_RESOLUTION, DEPTH_MULTIPLE), loaded), folder)
+    x = _normalize(to_model(images, fit_size(height, width, resolution, DEPTH_MULTIPLE), loaded), folder)
     prediction = loaded.module(x).float()  # [b, h, w], larger = nearer
     prediction = F.interpolate(prediction[:, None], size=(height, width), mode="bicubic", align_corners=False)
     return depth_maps.normalize_depth(prediction[:, 0])
 
 
-def predict_logits(loaded: Loaded, folder: Path, images: torch.Tensor) -> torch.Tensor:
-    """[b, H, W, 3] 0..1 CPU -> ADE20K logits [b, 150, h, w] (float32) at the model's resolution."""
+def predict_logits(
+    loaded: Loaded, folder: Path, images: torch.Tensor, resolution: int = SEGMENTATION_RESOLUTION
+) -> torch.Tensor:
+    """[b, H, W, 3] 0..1 CPU -> ADE20K logits [b, 150, h, w] (float32), short side ~``resolution``."""
     height, width = images.shape[1:3]
-    size = fit_size(height, width, SEGMENTATION_RESOLUTION, SEGMENTATION_MULTIPLE)
+    size = fit_size(height, width, resolution, SEGMENTATION_MULTIPLE)
     x = _normalize(to_model(images, size, loaded), folder)
     return loaded.module(x).float()
 
@@ -199,9 +206,10 @@ def subject_alpha(logits: torch.Tensor, height: int, width: int) -> torch.Tensor
 def depth_anything(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
     """Depth, near = bright, normalised per image, same size as the input."""
     loaded, folder = depth_model()
+    resolution = network_resolution(params) * DEPTH_SCALE
 
     def run(chunk: torch.Tensor) -> torch.Tensor:
-        return predict_depth(loaded, folder, chunk)[..., None]  # [b,H,W,1]: broadcast into 3 channels
+        return predict_depth(loaded, folder, chunk, resolution)[..., None]  # [b,H,W,1]: broadcast to 3 channels
 
     return run_chunks(images, _chunk_size(loaded), run)
 
@@ -209,9 +217,10 @@ def depth_anything(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor
 def normal_from_depth_anything(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
     """Normals from Depth Anything's depth, RGB = (left, up, viewer) as ControlNet normalbae expects."""
     loaded, folder = depth_model()
+    resolution = network_resolution(params) * DEPTH_SCALE
 
     def run(chunk: torch.Tensor) -> torch.Tensor:
-        return depth_maps.normals_from_depth(predict_depth(loaded, folder, chunk))
+        return depth_maps.normals_from_depth(predict_depth(loaded, folder, chunk, resolution))
 
     return run_chunks(images, _chunk_size(loaded), run)
 
@@ -219,9 +228,10 @@ def normal_from_depth_anything(images: torch.Tensor, params: dict[str, Any]) -> 
 def segmentation_ade20k(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
     """ADE20K semantic segmentation in ControlNet's palette, same size as the input."""
     loaded, folder = segmentation_model()
+    resolution = network_resolution(params, SEGMENTATION_RESOLUTION)
 
     def run(chunk: torch.Tensor) -> torch.Tensor:
-        logits = predict_logits(loaded, folder, chunk)
+        logits = predict_logits(loaded, folder, chunk, resolution)
         return paint_labels(labels_at(logits, chunk.shape[1], chunk.shape[2]))
 
     return run_chunks(images, _chunk_size(loaded), run)
