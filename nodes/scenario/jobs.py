@@ -28,7 +28,7 @@ from .errors import (
     ScenarioUnreachable,
     scrub,
 )
-from .records import TERMINAL, DetectAnswer, Job
+from .api import TERMINAL, DetectAnswer, Job
 
 log = logging.getLogger("scenario_detect.scenario")
 
