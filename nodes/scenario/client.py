@@ -1,18 +1,12 @@
 """httpx transport to the Scenario API: Basic auth, the retry policy, typed secret-free errors.
 
 Policy (why): a POST to ``/generate/detect`` creates a billed job, so a POST that may have reached
-the server is never retried: the error says so and the person decides (which transport errors mean
-"sent" is ``transport_errors``'s to say). POSTs are otherwise retried only on 429, after the wait
-the server asks for (``Retry-After`` or ``remainingSeconds``, capped), and on connection errors
-before anything was sent. GETs (job, asset, content) are retried with exponential backoff and
-jitter on 408/429/5xx and on transient transport errors; configuration errors fail at once. A
-redirect answer is never followed by the API client (it would carry the key).
-
-The rest of the cloud edge, one job per module: ``urls`` (where the key and a result may go),
-``downloads`` (result bytes, without credentials), ``guard`` (the test harness's guard, hooked into
-both clients), ``api`` and ``records`` (each endpoint's answer parsed once into typed records).
-
-httpx is imported inside the functions: the pack must load without paying for it.
+the server is never retried (the error says so). POSTs are retried only on 429 (after the wait the
+server asks for, capped) and on connection errors before anything was sent (:func:`never_sent`).
+GETs are retried with jittered backoff on 408/429/5xx and transient transport errors. The API
+client never follows a redirect (it would carry the key). Errors are built from scrubbed words and
+raised outside ``except`` blocks: httpx's exception holds the Authorization header and must not
+stay reachable as ``__context__``. httpx is imported inside functions (the pack loads without it).
 """
 
 from __future__ import annotations
@@ -29,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .credentials import Credentials
-from .downloads import ContentExpired, DownloadLimits, content_of, fetch_content
+from .downloads import DownloadLimits, content_of, fetch_content, origin_of
 from .errors import (
     ScenarioAuthError,
     ScenarioBadResponse,
@@ -38,30 +32,17 @@ from .errors import (
     ScenarioRateLimited,
     ScenarioRequestError,
     ScenarioServerError,
+    ScenarioUnreachable,
     register_secret,
     scrub,
 )
-from .guard import GUARD_ENV, TestGuardBlocked, refuse_remote_hosts
-from .transport_errors import (
-    JOBS_PAGE,
-    cause_of,
-    never_sent,
-    origin_of,
-    retryable,
-    transport_error,
-    transport_errors,
-)
-from .urls import api_is_loopback, api_path, check_api_path, check_base_url, check_download_url
-
-# Names other modules and tests import from here (the client was one module before the split).
-__all__ = [
-    "GUARD_ENV", "JOBS_PAGE", "ApiResponse", "ContentExpired", "RetryPolicy", "ScenarioClient", "TestGuardBlocked",
-    "api_path", "check_download_url", "never_sent", "retry_after_s", "transport_error",
-]
+from .guard import refuse_remote_hosts
+from .urls import api_is_loopback, check_api_path, check_base_url
 
 log = logging.getLogger("scenario_detect.scenario")
 
 USER_AGENT = "comfyui-scenario-detect/0.1 (+httpx)"
+JOBS_PAGE = "https://app.scenario.com"
 
 
 @dataclass
@@ -87,6 +68,100 @@ class RetryPolicy:
 class ApiResponse:
     status: int
     data: dict[str, Any]
+
+
+# -- what a failed request means -------------------------------------------------------------------
+
+
+def transport_errors() -> tuple[type[BaseException], ...]:
+    """Every exception a request can raise that is not our own: httpx's, and OS/TLS errors."""
+    import httpx
+
+    return (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, httpx.CookieConflict, OSError)
+
+
+def never_sent(exc: BaseException) -> bool:
+    """True when ``exc`` proves no request reached the server (so nothing was created or billed);
+    every other error (read/write timeouts and errors, broken HTTP, anything unknown) may have."""
+    import httpx
+
+    connect = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)  # retried, for POSTs too
+    misconfigured = (httpx.ProxyError, httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.LocalProtocolError)
+    return isinstance(exc, (*connect, *misconfigured))
+
+
+def retryable(exc: BaseException) -> bool:
+    """Transient: the same request may well work a moment later."""
+    import httpx
+
+    return isinstance(
+        exc,
+        (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, httpx.DecodingError, OSError),
+    )
+
+
+def _explain(exc: BaseException, timeout_s: float | None) -> tuple[str, str]:
+    """(what went wrong, what to do) in words, for one transport exception."""
+    import httpx
+
+    after = f" within {timeout_s:g} s" if timeout_s else ""
+    network = "Check the network connection, a firewall or proxy, and SCENARIO_BASE_URL."
+    table: list[tuple[type[BaseException], str, str]] = [
+        (httpx.ProxyError, "the proxy refused the connection",
+         "Check the proxy set in HTTPS_PROXY / HTTP_PROXY / ALL_PROXY, or unset it."),
+        (httpx.UnsupportedProtocol, "the address is not an http(s) URL", "Check SCENARIO_BASE_URL."),
+        (httpx.InvalidURL, "the address is not a valid URL", "Check SCENARIO_BASE_URL."),
+        (httpx.LocalProtocolError, "this machine built an invalid HTTP request",
+         "Check HTTP-related environment variables (proxies); if it persists, report it as a bug."),
+        (httpx.ConnectTimeout, f"no connection could be opened{after}", network),
+        (httpx.PoolTimeout, f"no free connection came{after}", "Lower max_parallel_jobs, or try again."),
+        (httpx.ConnectError, "the connection could not be opened (name lookup, refused, or TLS)", network),
+        (httpx.ReadTimeout, f"no answer came{after}", "Scenario may be slow right now: try again later."),
+        (httpx.WriteTimeout, f"sending the request did not finish{after}",
+         "The upload is slow: check the connection, or send a smaller image."),
+        (httpx.TimeoutException, f"the request timed out{after}", network),
+        (httpx.NetworkError, "the connection broke", network),
+        (httpx.RemoteProtocolError, "the server closed the connection or answered with broken HTTP",
+         "A proxy or the service may be failing: try again later."),
+        (httpx.DecodingError, "the answer could not be decoded (broken compression or text encoding)",
+         "A proxy may be altering the answers: try again, or bypass the proxy."),
+        (httpx.TooManyRedirects, "the answer redirected too many times", "Check SCENARIO_BASE_URL and any proxy."),
+        (httpx.StreamError, "the HTTP client misused a response stream", "Please report this as a bug."),
+        (OSError, "a network error occurred", network),
+    ]
+    for kind, what, advice in table:
+        if isinstance(exc, kind):
+            return what, advice
+    return "the request failed", "Try again; if it persists, report it."
+
+
+def cause_of(exc: BaseException) -> str:
+    """``Name: detail`` of an exception, scrubbed and short (httpx details may hold a signed URL)."""
+    detail = scrub(exc).strip()
+    detail = detail[:200] + ("..." if len(detail) > 200 else "")
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
+def transport_error(
+    exc: BaseException, what: str, *, target: str, method: str, timeout_s: float | None = None
+) -> ScenarioError:
+    """The pack's error for a transport exception of a request to ``target`` (an origin or API
+    address). POSTs that may have reached the server become :class:`ScenarioMaybeSent`."""
+    cause, advice = _explain(exc, timeout_s)
+    if never_sent(exc):
+        return ScenarioUnreachable(
+            f"cannot reach {target} for {what}: {cause} ({cause_of(exc)}). Nothing was sent, so nothing was "
+            f"created or billed. {advice}"
+        )
+    if method == "POST":
+        return ScenarioMaybeSent(
+            f"{what} was sent to Scenario but {cause} ({type(exc).__name__}). It was NOT retried "
+            "automatically, so that a job is never created (and billed) twice: check your jobs at "
+            f"{JOBS_PAGE} before running again."
+        )
+    if isinstance(exc, OSError) or retryable(exc):
+        return ScenarioServerError(f"{what} failed at {target}: {cause} ({cause_of(exc)}). {advice}")
+    return ScenarioBadResponse(f"{what} failed at {target}: {cause} ({cause_of(exc)}). {advice}")
 
 
 # -- responses ------------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ScenarioBadResponse, ScenarioError, ScenarioRequestError
-from .transport_errors import origin_of
 from .urls import check_download_url
 
 # Content types a result download may have; anything else (an HTML login page, a JSON or XML
@@ -123,3 +122,10 @@ async def _read_capped(response: Any, cap: int, allow_truncation: bool = False) 
             return None
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def origin_of(url: Any) -> str:
+    try:
+        return f"{url.scheme}://{url.netloc.decode('ascii')}"
+    except (AttributeError, UnicodeDecodeError):
+        return "the download host"

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import api, network_loop
-from .client import JOBS_PAGE, ContentExpired, ScenarioClient
+from .api import TERMINAL, DetectAnswer, Job
+from .client import JOBS_PAGE, ScenarioClient
+from .downloads import ContentExpired
 from .errors import (
     ScenarioBadResponse,
     ScenarioError,
@@ -28,7 +30,6 @@ from .errors import (
     ScenarioUnreachable,
     scrub,
 )
-from .api import TERMINAL, DetectAnswer, Job
 
 log = logging.getLogger("scenario_detect.scenario")
 
