@@ -74,7 +74,7 @@ class ApiResponse:
 
 
 def transport_errors() -> tuple[type[BaseException], ...]:
-    """Every exception a request can raise that is not our own: httpx's, and OS/TLS errors."""
+    """Every exception a request can raise that is not ours: httpx's, and OS/TLS errors."""
     import httpx
 
     return (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, httpx.CookieConflict, OSError)
@@ -101,7 +101,7 @@ def retryable(exc: BaseException) -> bool:
 
 
 def _explain(exc: BaseException, timeout_s: float | None) -> tuple[str, str]:
-    """(what went wrong, what to do) in words, for one transport exception."""
+    """(what went wrong, what to do) for one transport exception."""
     import httpx
 
     after = f" within {timeout_s:g} s" if timeout_s else ""
@@ -145,8 +145,7 @@ def cause_of(exc: BaseException) -> str:
 def transport_error(
     exc: BaseException, what: str, *, target: str, method: str, timeout_s: float | None = None
 ) -> ScenarioError:
-    """The pack's error for a transport exception of a request to ``target`` (an origin or API
-    address). POSTs that may have reached the server become :class:`ScenarioMaybeSent`."""
+    """The pack's error for a transport exception; a POST that may have been sent: ScenarioMaybeSent."""
     cause, advice = _explain(exc, timeout_s)
     if never_sent(exc):
         return ScenarioUnreachable(
@@ -167,14 +166,18 @@ def transport_error(
 # -- responses ------------------------------------------------------------------------------------
 
 
-def _reason(response: Any) -> str:
-    """The API's own explanation (``reason``, ``message``, ``error``, ``details``), short and scrubbed."""
+def _body(response: Any) -> dict[str, Any]:
+    """The answer's JSON object, or {} when it is not one."""
     try:
         body = response.json()
     except (ValueError, UnicodeDecodeError):
-        return ""
-    if not isinstance(body, dict):
-        return ""
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _reason(response: Any) -> str:
+    """The API's own explanation (``reason``, ``message``, ``error``, ``details``), short and scrubbed."""
+    body = _body(response)
     parts = []
     for key in ("reason", "message", "error", "hint", "details"):
         value = body.get(key)
@@ -200,37 +203,28 @@ def retry_after_s(response: Any) -> float | None:
                 parsed = None  # unreadable: fall back to the body, then to backoff
             if parsed is not None and parsed.tzinfo is not None:
                 return max(0.0, parsed.timestamp() - time.time())
-    try:
-        body = response.json()
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if isinstance(body, dict):
-        for key in ("remainingSeconds", "retryAfter"):
-            if isinstance(body.get(key), (int, float)) and not isinstance(body.get(key), bool):
-                return max(0.0, float(body[key]))
+    body = _body(response)
+    for key in ("remainingSeconds", "retryAfter"):
+        if isinstance(body.get(key), (int, float)) and not isinstance(body.get(key), bool):
+            return max(0.0, float(body[key]))
     return None
 
 
-class _ScrubFilter(logging.Filter):
+def _scrub_record(record: logging.LogRecord) -> bool:
     """httpx logs every request URL at INFO: a signed content URL would land in ComfyUI's log."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = scrub(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, ()
-        return True
-
-
-_SCRUB_FILTER = _ScrubFilter()
+    message = record.getMessage()
+    cleaned = scrub(message)
+    if cleaned != message:
+        record.msg, record.args = cleaned, ()
+    return True
 
 
 def install_log_scrubber() -> None:
     """Attach the scrubbing filter to httpx's loggers (idempotent)."""
     for name in ("httpx", "httpcore"):
         logger = logging.getLogger(name)
-        if _SCRUB_FILTER not in logger.filters:
-            logger.addFilter(_SCRUB_FILTER)
+        if _scrub_record not in logger.filters:
+            logger.addFilter(_scrub_record)
 
 
 class ScenarioClient:
@@ -287,8 +281,6 @@ class ScenarioClient:
         for c in (self._api, self._content):
             if c is not None:
                 await c.aclose()
-
-    # -- responses ---------------------------------------------------------------------------
 
     def _json(self, response: Any, what: str) -> dict[str, Any]:
         ctype = response.headers.get("content-type", "")
@@ -368,8 +360,6 @@ class ScenarioClient:
         self.stats["429 waits"] += 1
         await self._sleep(wait)
 
-    # -- requests ----------------------------------------------------------------------------
-
     async def post(
         self,
         path: str,
@@ -380,8 +370,8 @@ class ScenarioClient:
         ok: tuple[int, ...] = (200, 201),
         timeout_s: float | None = None,
     ) -> ApiResponse:
-        """POST without duplicates: see the module docstring for the policy. ``path`` is relative to
-        the API root; build it with :func:`api_path` when it holds a server-supplied id."""
+        """POST without duplicates (see the module docstring). ``path``: relative to the API root,
+        built with ``urls.api_path`` when it holds a server-supplied id."""
         relative = check_api_path(path)
         connect_failures = 0
         attempt = 0
@@ -415,8 +405,7 @@ class ScenarioClient:
         self, relative: str, body: Any, query: Any, what: str, timeout_s: float | None, try_number: int
     ) -> Any:
         """One POST: the response; None when the connection failed before sending and another try
-        is allowed; otherwise the pack's error, raised outside the ``except`` (httpx's exception
-        holds the Authorization header and must not stay reachable as ``__context__``)."""
+        is allowed; otherwise the pack's error (raised outside the ``except``)."""
         import httpx
 
         limit = None if timeout_s is None else httpx.Timeout(timeout_s, connect=self.policy.connect_timeout_s)
@@ -427,16 +416,12 @@ class ScenarioClient:
             connect = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
             if connect and try_number < self.policy.post_connect_attempts:
                 return None
-            read_timeout = self.policy.read_timeout_s if timeout_s is None else timeout_s
-            failed = transport_error(
-                exc, what, target=f"the Scenario API at {self.credentials.base_url}", method="POST",
-                timeout_s=self._timeout_of(exc, read_timeout),
-            )
+            target, limit_s = f"the Scenario API at {self.credentials.base_url}", self._timeout_of(exc, timeout_s)
+            failed = transport_error(exc, what, target=target, method="POST", timeout_s=limit_s)
         raise failed
 
     async def get(self, path: str, *, what: str, query: dict[str, str] | None = None) -> dict[str, Any]:
-        """GET a JSON object from the API, retried as the module docstring says. ``path`` is relative
-        to the API root; build it with :func:`api_path` when it holds a server-supplied id."""
+        """GET a JSON object from the API, retried (see the module docstring); ``path`` as for post."""
         relative = check_api_path(path)
         response = await self._get_with_retries(
             lambda: self._api.get(relative, params=query),
@@ -484,8 +469,7 @@ class ScenarioClient:
                 response = await send()
             except errors as exc:
                 if not retryable(exc) or (never_sent(exc) and attempt + 1 >= self.policy.get_attempts):
-                    timeout_s = self._timeout_of(exc)
-                    failed = transport_error(exc, what, target=target, method="GET", timeout_s=timeout_s)
+                    failed = transport_error(exc, what, target=target, method="GET", timeout_s=self._timeout_of(exc))
                 last = cause_of(exc)
             else:
                 status = response.status_code
