@@ -290,16 +290,21 @@ class BatchOutcome:
     not_started: list[int] = field(default_factory=list)  # an earlier image failed first
 
 
+@dataclass
+class RunSettings:
+    concurrency: int
+    timeout_s: float
+    check_interrupt: Callable[[], bool] | None
+    poll_schedule: PollSchedule | None
+    policy: RetryPolicy | None
+
+
 async def run_jobs(
     session: Session,
     inputs: Inputs,
     todo: list[int],
-    *,
-    concurrency: int,
-    timeout_s: float,
+    settings: RunSettings,
     progress: Progress,
-    check_interrupt: Callable[[], bool] | None,
-    poll_schedule: PollSchedule | None,
     on_done: Callable[[int, JobOutcome], Awaitable[None]],
 ) -> BatchOutcome:
     """The jobs of ``todo``, at most ``concurrency`` at a time; each result goes to ``on_done`` the
@@ -307,7 +312,7 @@ async def run_jobs(
     are not started; failures are returned, not raised."""
     from ..images import decode_image
 
-    semaphore = asyncio.Semaphore(concurrency)
+    semaphore = asyncio.Semaphore(settings.concurrency)
     plan = inputs.plan
     batch = BatchOutcome()
 
@@ -321,10 +326,10 @@ async def run_jobs(
                     session,
                     inputs.body(session.client, i),  # awaited inside the job's timeout
                     plan.query,
-                    timeout_s=timeout_s,
+                    timeout_s=settings.timeout_s,
                     validate=decode_image,
                     on_progress=progress.of(i),
-                    schedule=poll_schedule,
+                    schedule=settings.poll_schedule,
                     label=plan.label(i),
                 )
             except ScenarioError as exc:
@@ -333,7 +338,7 @@ async def run_jobs(
             batch.done[i] = outcome
             await on_done(i, outcome)
 
-    await watch_tasks([one(i) for i in todo], check_interrupt)
+    await watch_tasks([one(i) for i in todo], settings.check_interrupt)
     return batch
 
 
@@ -441,15 +446,6 @@ async def run_scenario(
     return summarize(plan, [o for o in outcomes if o is not None], keep_api_size, len(todo), inputs.messages, requests)
 
 
-@dataclass
-class RunSettings:
-    concurrency: int
-    timeout_s: float
-    check_interrupt: Callable[[], bool] | None
-    poll_schedule: PollSchedule | None
-    policy: RetryPolicy | None
-
-
 async def run_remote(
     inputs: Inputs,
     creds: Credentials,
@@ -470,17 +466,7 @@ async def run_remote(
 
     async def remote() -> BatchOutcome:
         async with session:
-            return await run_jobs(
-                session,
-                inputs,
-                todo,
-                concurrency=settings.concurrency,
-                timeout_s=settings.timeout_s,
-                progress=progress,
-                check_interrupt=settings.check_interrupt,
-                poll_schedule=settings.poll_schedule,
-                on_done=keep,
-            )
+            return await run_jobs(session, inputs, todo, settings, progress, on_done=keep)
 
     waves = -(-len(todo) // settings.concurrency)
     try:
