@@ -256,25 +256,18 @@ class ScenarioClient:
         p = self.policy
         timeout = httpx.Timeout(p.read_timeout_s, connect=p.connect_timeout_s)
         limits = httpx.Limits(max_connections=self._max_connections, max_keepalive_connections=self._max_connections)
-        hooks = {"request": [refuse_remote_hosts]}
+        # Never follow a redirect: the API's would carry the Authorization header elsewhere, and each
+        # download hop is checked by hand. Proxies and CA bundles come from the environment (trust_env).
+        common = {"timeout": timeout, "limits": limits, "follow_redirects": False, "trust_env": True,
+                  "event_hooks": {"request": [refuse_remote_hosts]}}
         self._api = httpx.AsyncClient(
             base_url=self.credentials.base_url + "/",
             auth=httpx.BasicAuth(self.credentials.api_key, self.credentials.api_secret),
-            timeout=timeout,
-            limits=limits,
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-            follow_redirects=False,  # a redirect would carry the Authorization header elsewhere
-            trust_env=True,  # proxies and CA bundles from the environment (httpx 0.28 reads no netrc)
-            event_hooks=hooks,
+            **common,
         )
-        # No auth, no shared cookies; redirects followed by hand so that each hop is checked.
-        self._content = httpx.AsyncClient(
-            timeout=timeout,
-            limits=limits,
-            follow_redirects=False,
-            headers={"User-Agent": USER_AGENT, "Accept": "image/*"},
-            event_hooks=hooks,
-        )
+        # No auth, no shared cookies.
+        self._content = httpx.AsyncClient(headers={"User-Agent": USER_AGENT, "Accept": "image/*"}, **common)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
