@@ -204,7 +204,7 @@ async def cached_outcomes(
             decoded = decode_image(cached.content)
         except ValueError:
             return None, key  # run the job again; its result overwrites the entry
-        return JobOutcome(cached.asset_ids, cached.content, 0.0, None, 0, 0.0, decoded, {"cached": True}), key
+        return JobOutcome(cached.asset_ids, cached.content, 0.0, None, 0, 0.0, decoded, cached=True), key
 
     found = [await asyncio.to_thread(lookup, i) for i in range(inputs.plan.count)]
     return [o for o, _ in found], [k for _, k in found]
@@ -556,7 +556,7 @@ def summarize(
 ) -> ScenarioResult:
     """The result: maps, asset ids, cost (see :func:`cost_line`), the node's text and stats."""
     tensor, resized = assemble_maps(plan, outcomes, keep_api_size)
-    fresh = [o for o in outcomes if not o.extra.get("cached")]
+    fresh = [o for o in outcomes if not o.cached]
     cost, cost_text = cost_line([o.cost for o in fresh])
     hits = len(outcomes) - len(fresh)
     text = f"Scenario {plan.modality}: {plan.count} image(s)"

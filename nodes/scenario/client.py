@@ -312,26 +312,17 @@ class ScenarioClient:
         reason = _reason(response)
         said = f": {reason}" if reason else ""
         source = self.credentials.source or "the environment"
-        if status == 401:
-            return ScenarioAuthError(
-                f"Scenario rejected the API key for {what} (401 Unauthorized{said}). The key and secret "
-                f"were read from {source}; check that both are right and the key is not revoked.",
-                status=status,
-            )
-        if status == 403:
-            return ScenarioAuthError(
-                f"Scenario refused {what} (403 Forbidden{said}). The key read from {source} is valid but "
-                "has no access to this resource: check the key's team/project and its permissions.",
-                status=status,
-            )
-        if status == 413:
-            return ScenarioRequestError(
-                f"Scenario refused {what}: the request is too large (413{said}). Send a smaller image.",
-                status=status,
-            )
-        if status == 404:
-            return ScenarioRequestError(f"Scenario found nothing for {what} (404{said}).", status=status)
-        return ScenarioRequestError(f"Scenario refused {what} (HTTP {status}){said}.", status=status)
+        known: dict[int, tuple[type[ScenarioError], str]] = {
+            401: (ScenarioAuthError, f"Scenario rejected the API key for {what} (401 Unauthorized{said}). The key "
+                  f"and secret were read from {source}; check that both are right and the key is not revoked."),
+            403: (ScenarioAuthError, f"Scenario refused {what} (403 Forbidden{said}). The key read from {source} is "
+                  "valid but has no access to this resource: check the key's team/project and its permissions."),
+            413: (ScenarioRequestError,
+                  f"Scenario refused {what}: the request is too large (413{said}). Send a smaller image."),
+            404: (ScenarioRequestError, f"Scenario found nothing for {what} (404{said})."),
+        }
+        kind, message = known.get(status, (ScenarioRequestError, f"Scenario refused {what} (HTTP {status}){said}."))
+        return kind(message, status=status)
 
     async def _wait_rate_limit(self, response: Any, what: str, attempt: int) -> None:
         wait = retry_after_s(response)

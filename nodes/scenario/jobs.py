@@ -11,7 +11,7 @@ import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from . import api, network_loop
@@ -73,7 +73,7 @@ class JobOutcome:
     polls: int = 0
     seconds: float = 0.0
     decoded: Any = None  # what ``validate`` returned for the content (the decoded image)
-    extra: dict[str, Any] = field(default_factory=dict)
+    cached: bool = False  # read from the result cache: nothing was run or spent
 
 
 @dataclass
