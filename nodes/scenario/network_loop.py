@@ -221,23 +221,20 @@ def stop_everything(timeout: float = EXIT_WAIT_S) -> bool:
 
 
 def _on_sigterm(previous: Any) -> Callable[[int, Any], None]:
+    """End our jobs, then go on with what the host had: its handler, or the default (end the process)."""
+
     def handler(signum: int, frame: Any) -> None:
         try:
             stop_everything(SIGTERM_WAIT_S)
         finally:
-            _chain(previous, signum, frame)
+            if callable(previous):
+                previous(signum, frame)
+            elif previous in (signal.SIG_DFL, None):
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+            # SIG_IGN: the host ignores it, so do we
 
     return handler
-
-
-def _chain(previous: Any, signum: int, frame: Any) -> None:
-    """Go on with what the host had for the signal: its handler, or the default (end the process)."""
-    if callable(previous):
-        previous(signum, frame)
-    elif previous in (signal.SIG_DFL, None):
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
-    # SIG_IGN: the host ignores it, so do we
 
 
 def install_process_stop() -> bool:
