@@ -8,6 +8,7 @@ in input order at each input's size. ComfyUI's progress and interrupt come in as
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 import threading
@@ -612,22 +613,10 @@ async def estimate_batch(
 
 
 def run_scenario_sync(*args: Any, **kwargs: Any) -> ScenarioResult:
-    """Blocking form for the CLI and scripts (runs its own event loop, in a thread if one runs here)."""
+    """Blocking form for the CLI and scripts (its own event loop, in a thread if one runs here)."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(run_scenario(*args, **kwargs))
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["result"] = asyncio.run(run_scenario(*args, **kwargs))
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name="scenario-detect")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["result"]
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="scenario-detect") as pool:
+        return pool.submit(lambda: asyncio.run(run_scenario(*args, **kwargs))).result()
