@@ -9,12 +9,11 @@ import os
 import pytest
 
 from scenario_detect.nodes.scenario.credentials import (
-    DEFAULT_BASE_URL,
     config_path,
     load_credentials,
 )
 from scenario_detect.nodes.scenario.errors import ScenarioAuthError, ScenarioConfigError, register_secret, scrub
-from scenario_detect.nodes.scenario.urls import is_loopback_host
+from scenario_detect.nodes.scenario.urls import DEFAULT_BASE_URL, is_loopback_host
 
 
 def test_our_names_win_over_the_sdk_names(tmp_path):

@@ -12,9 +12,9 @@ from fake_scenario import FakeScenario
 from scenario_support import FAST_POLICY, assert_no_secret, creds, run
 
 from scenario_detect.nodes.scenario import api
+from scenario_detect.nodes.scenario.api import Job, parse_asset, parse_detect, parse_job
 from scenario_detect.nodes.scenario.client import RetryPolicy, ScenarioClient
 from scenario_detect.nodes.scenario.errors import ScenarioBadResponse, ScenarioJobFailed
-from scenario_detect.nodes.scenario.records import Job, parse_asset, parse_detect, parse_job
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -25,7 +25,7 @@ from fake_scenario import FakeScenario
 from PIL import Image
 from scenario_support import FAST_POLICY, assert_no_secret, creds
 
-from scenario_detect.nodes.scenario.client import RetryPolicy, ScenarioClient
+from scenario_detect.nodes.scenario.client import RetryPolicy, ScenarioClient, never_sent, transport_error
 from scenario_detect.nodes.scenario.credentials import Credentials
 from scenario_detect.nodes.scenario.downloads import ContentExpired
 from scenario_detect.nodes.scenario.errors import (
@@ -37,7 +37,6 @@ from scenario_detect.nodes.scenario.errors import (
     ScenarioServerError,
     ScenarioUnreachable,
 )
-from scenario_detect.nodes.scenario.transport_errors import never_sent, transport_error
 from scenario_detect.nodes.scenario.urls import api_path
 
 pytestmark = pytest.mark.timeout(60)

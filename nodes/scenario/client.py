@@ -1,18 +1,12 @@
 """httpx transport to the Scenario API: Basic auth, the retry policy, typed secret-free errors.
 
 Policy (why): a POST to ``/generate/detect`` creates a billed job, so a POST that may have reached
-the server is never retried: the error says so and the person decides (which transport errors mean
-"sent" is ``transport_errors``'s to say). POSTs are otherwise retried only on 429, after the wait
-the server asks for (``Retry-After`` or ``remainingSeconds``, capped), and on connection errors
-before anything was sent. GETs (job, asset, content) are retried with exponential backoff and
-jitter on 408/429/5xx and on transient transport errors; configuration errors fail at once. A
-redirect answer is never followed by the API client (it would carry the key).
-
-The rest of the cloud edge, one job per module: ``urls`` (where the key and a result may go),
-``downloads`` (result bytes, without credentials), ``guard`` (the test harness's guard, hooked into
-both clients), ``api`` and ``records`` (each endpoint's answer parsed once into typed records).
-
-httpx is imported inside the functions: the pack must load without paying for it.
+the server is never retried (the error says so). POSTs are retried only on 429 (after the wait the
+server asks for, capped) and on connection errors before anything was sent (:func:`never_sent`).
+GETs are retried with jittered backoff on 408/429/5xx and transient transport errors. The API
+client never follows a redirect (it would carry the key). Errors are built from scrubbed words and
+raised outside ``except`` blocks: httpx's exception holds the Authorization header and must not
+stay reachable as ``__context__``. httpx is imported inside functions (the pack loads without it).
 """
 
 from __future__ import annotations
@@ -29,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .credentials import Credentials
-from .downloads import ContentExpired, DownloadLimits, content_of, fetch_content
+from .downloads import DownloadLimits, content_of, fetch_content, origin_of
 from .errors import (
     ScenarioAuthError,
     ScenarioBadResponse,
@@ -38,30 +32,17 @@ from .errors import (
     ScenarioRateLimited,
     ScenarioRequestError,
     ScenarioServerError,
+    ScenarioUnreachable,
     register_secret,
     scrub,
 )
-from .guard import GUARD_ENV, TestGuardBlocked, refuse_remote_hosts
-from .transport_errors import (
-    JOBS_PAGE,
-    cause_of,
-    never_sent,
-    origin_of,
-    retryable,
-    transport_error,
-    transport_errors,
-)
-from .urls import api_is_loopback, api_path, check_api_path, check_base_url, check_download_url
-
-# Names other modules and tests import from here (the client was one module before the split).
-__all__ = [
-    "GUARD_ENV", "JOBS_PAGE", "ApiResponse", "ContentExpired", "RetryPolicy", "ScenarioClient", "TestGuardBlocked",
-    "api_path", "check_download_url", "never_sent", "retry_after_s", "transport_error",
-]
+from .guard import refuse_remote_hosts
+from .urls import api_is_loopback, check_api_path, check_base_url
 
 log = logging.getLogger("scenario_detect.scenario")
 
 USER_AGENT = "comfyui-scenario-detect/0.1 (+httpx)"
+JOBS_PAGE = "https://app.scenario.com"
 
 
 @dataclass
@@ -89,17 +70,114 @@ class ApiResponse:
     data: dict[str, Any]
 
 
+# -- what a failed request means -------------------------------------------------------------------
+
+
+def transport_errors() -> tuple[type[BaseException], ...]:
+    """Every exception a request can raise that is not ours: httpx's, and OS/TLS errors."""
+    import httpx
+
+    return (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, httpx.CookieConflict, OSError)
+
+
+def never_sent(exc: BaseException) -> bool:
+    """True when ``exc`` proves no request reached the server (so nothing was created or billed);
+    every other error (read/write timeouts and errors, broken HTTP, anything unknown) may have."""
+    import httpx
+
+    connect = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)  # retried, for POSTs too
+    misconfigured = (httpx.ProxyError, httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.LocalProtocolError)
+    return isinstance(exc, (*connect, *misconfigured))
+
+
+def retryable(exc: BaseException) -> bool:
+    """Transient: the same request may well work a moment later."""
+    import httpx
+
+    return isinstance(
+        exc,
+        (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, httpx.DecodingError, OSError),
+    )
+
+
+def _explain(exc: BaseException, timeout_s: float | None) -> tuple[str, str]:
+    """(what went wrong, what to do) for one transport exception."""
+    import httpx
+
+    after = f" within {timeout_s:g} s" if timeout_s else ""
+    network = "Check the network connection, a firewall or proxy, and SCENARIO_BASE_URL."
+    table: list[tuple[type[BaseException], str, str]] = [
+        (httpx.ProxyError, "the proxy refused the connection",
+         "Check the proxy set in HTTPS_PROXY / HTTP_PROXY / ALL_PROXY, or unset it."),
+        (httpx.UnsupportedProtocol, "the address is not an http(s) URL", "Check SCENARIO_BASE_URL."),
+        (httpx.InvalidURL, "the address is not a valid URL", "Check SCENARIO_BASE_URL."),
+        (httpx.LocalProtocolError, "this machine built an invalid HTTP request",
+         "Check HTTP-related environment variables (proxies); if it persists, report it as a bug."),
+        (httpx.ConnectTimeout, f"no connection could be opened{after}", network),
+        (httpx.PoolTimeout, f"no free connection came{after}", "Lower max_parallel_jobs, or try again."),
+        (httpx.ConnectError, "the connection could not be opened (name lookup, refused, or TLS)", network),
+        (httpx.ReadTimeout, f"no answer came{after}", "Scenario may be slow right now: try again later."),
+        (httpx.WriteTimeout, f"sending the request did not finish{after}",
+         "The upload is slow: check the connection, or send a smaller image."),
+        (httpx.TimeoutException, f"the request timed out{after}", network),
+        (httpx.NetworkError, "the connection broke", network),
+        (httpx.RemoteProtocolError, "the server closed the connection or answered with broken HTTP",
+         "A proxy or the service may be failing: try again later."),
+        (httpx.DecodingError, "the answer could not be decoded (broken compression or text encoding)",
+         "A proxy may be altering the answers: try again, or bypass the proxy."),
+        (httpx.TooManyRedirects, "the answer redirected too many times", "Check SCENARIO_BASE_URL and any proxy."),
+        (httpx.StreamError, "the HTTP client misused a response stream", "Please report this as a bug."),
+        (OSError, "a network error occurred", network),
+    ]
+    for kind, what, advice in table:
+        if isinstance(exc, kind):
+            return what, advice
+    return "the request failed", "Try again; if it persists, report it."
+
+
+def cause_of(exc: BaseException) -> str:
+    """``Name: detail`` of an exception, scrubbed and short (httpx details may hold a signed URL)."""
+    detail = scrub(exc).strip()
+    detail = detail[:200] + ("..." if len(detail) > 200 else "")
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
+def transport_error(
+    exc: BaseException, what: str, *, target: str, method: str, timeout_s: float | None = None
+) -> ScenarioError:
+    """The pack's error for a transport exception; a POST that may have been sent: ScenarioMaybeSent."""
+    cause, advice = _explain(exc, timeout_s)
+    if never_sent(exc):
+        return ScenarioUnreachable(
+            f"cannot reach {target} for {what}: {cause} ({cause_of(exc)}). Nothing was sent, so nothing was "
+            f"created or billed. {advice}"
+        )
+    if method == "POST":
+        return ScenarioMaybeSent(
+            f"{what} was sent to Scenario but {cause} ({type(exc).__name__}). It was NOT retried "
+            "automatically, so that a job is never created (and billed) twice: check your jobs at "
+            f"{JOBS_PAGE} before running again."
+        )
+    if isinstance(exc, OSError) or retryable(exc):
+        return ScenarioServerError(f"{what} failed at {target}: {cause} ({cause_of(exc)}). {advice}")
+    return ScenarioBadResponse(f"{what} failed at {target}: {cause} ({cause_of(exc)}). {advice}")
+
+
 # -- responses ------------------------------------------------------------------------------------
+
+
+def _body(response: Any) -> dict[str, Any]:
+    """The answer's JSON object, or {} when it is not one."""
+    try:
+        body = response.json()
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def _reason(response: Any) -> str:
     """The API's own explanation (``reason``, ``message``, ``error``, ``details``), short and scrubbed."""
-    try:
-        body = response.json()
-    except (ValueError, UnicodeDecodeError):
-        return ""
-    if not isinstance(body, dict):
-        return ""
+    body = _body(response)
     parts = []
     for key in ("reason", "message", "error", "hint", "details"):
         value = body.get(key)
@@ -125,37 +203,28 @@ def retry_after_s(response: Any) -> float | None:
                 parsed = None  # unreadable: fall back to the body, then to backoff
             if parsed is not None and parsed.tzinfo is not None:
                 return max(0.0, parsed.timestamp() - time.time())
-    try:
-        body = response.json()
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if isinstance(body, dict):
-        for key in ("remainingSeconds", "retryAfter"):
-            if isinstance(body.get(key), (int, float)) and not isinstance(body.get(key), bool):
-                return max(0.0, float(body[key]))
+    body = _body(response)
+    for key in ("remainingSeconds", "retryAfter"):
+        if isinstance(body.get(key), (int, float)) and not isinstance(body.get(key), bool):
+            return max(0.0, float(body[key]))
     return None
 
 
-class _ScrubFilter(logging.Filter):
+def _scrub_record(record: logging.LogRecord) -> bool:
     """httpx logs every request URL at INFO: a signed content URL would land in ComfyUI's log."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = scrub(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, ()
-        return True
-
-
-_SCRUB_FILTER = _ScrubFilter()
+    message = record.getMessage()
+    cleaned = scrub(message)
+    if cleaned != message:
+        record.msg, record.args = cleaned, ()
+    return True
 
 
 def install_log_scrubber() -> None:
     """Attach the scrubbing filter to httpx's loggers (idempotent)."""
     for name in ("httpx", "httpcore"):
         logger = logging.getLogger(name)
-        if _SCRUB_FILTER not in logger.filters:
-            logger.addFilter(_SCRUB_FILTER)
+        if _scrub_record not in logger.filters:
+            logger.addFilter(_scrub_record)
 
 
 class ScenarioClient:
@@ -187,33 +256,24 @@ class ScenarioClient:
         p = self.policy
         timeout = httpx.Timeout(p.read_timeout_s, connect=p.connect_timeout_s)
         limits = httpx.Limits(max_connections=self._max_connections, max_keepalive_connections=self._max_connections)
-        hooks = {"request": [refuse_remote_hosts]}
+        # Never follow a redirect: the API's would carry the Authorization header elsewhere, and each
+        # download hop is checked by hand. Proxies and CA bundles come from the environment (trust_env).
+        common = {"timeout": timeout, "limits": limits, "follow_redirects": False, "trust_env": True,
+                  "event_hooks": {"request": [refuse_remote_hosts]}}
         self._api = httpx.AsyncClient(
             base_url=self.credentials.base_url + "/",
             auth=httpx.BasicAuth(self.credentials.api_key, self.credentials.api_secret),
-            timeout=timeout,
-            limits=limits,
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-            follow_redirects=False,  # a redirect would carry the Authorization header elsewhere
-            trust_env=True,  # proxies and CA bundles from the environment (httpx 0.28 reads no netrc)
-            event_hooks=hooks,
+            **common,
         )
-        # No auth, no shared cookies; redirects followed by hand so that each hop is checked.
-        self._content = httpx.AsyncClient(
-            timeout=timeout,
-            limits=limits,
-            follow_redirects=False,
-            headers={"User-Agent": USER_AGENT, "Accept": "image/*"},
-            event_hooks=hooks,
-        )
+        # No auth, no shared cookies.
+        self._content = httpx.AsyncClient(headers={"User-Agent": USER_AGENT, "Accept": "image/*"}, **common)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         for c in (self._api, self._content):
             if c is not None:
                 await c.aclose()
-
-    # -- responses ---------------------------------------------------------------------------
 
     def _json(self, response: Any, what: str) -> dict[str, Any]:
         ctype = response.headers.get("content-type", "")
@@ -252,26 +312,17 @@ class ScenarioClient:
         reason = _reason(response)
         said = f": {reason}" if reason else ""
         source = self.credentials.source or "the environment"
-        if status == 401:
-            return ScenarioAuthError(
-                f"Scenario rejected the API key for {what} (401 Unauthorized{said}). The key and secret "
-                f"were read from {source}; check that both are right and the key is not revoked.",
-                status=status,
-            )
-        if status == 403:
-            return ScenarioAuthError(
-                f"Scenario refused {what} (403 Forbidden{said}). The key read from {source} is valid but "
-                "has no access to this resource: check the key's team/project and its permissions.",
-                status=status,
-            )
-        if status == 413:
-            return ScenarioRequestError(
-                f"Scenario refused {what}: the request is too large (413{said}). Send a smaller image.",
-                status=status,
-            )
-        if status == 404:
-            return ScenarioRequestError(f"Scenario found nothing for {what} (404{said}).", status=status)
-        return ScenarioRequestError(f"Scenario refused {what} (HTTP {status}){said}.", status=status)
+        known: dict[int, tuple[type[ScenarioError], str]] = {
+            401: (ScenarioAuthError, f"Scenario rejected the API key for {what} (401 Unauthorized{said}). The key "
+                  f"and secret were read from {source}; check that both are right and the key is not revoked."),
+            403: (ScenarioAuthError, f"Scenario refused {what} (403 Forbidden{said}). The key read from {source} is "
+                  "valid but has no access to this resource: check the key's team/project and its permissions."),
+            413: (ScenarioRequestError,
+                  f"Scenario refused {what}: the request is too large (413{said}). Send a smaller image."),
+            404: (ScenarioRequestError, f"Scenario found nothing for {what} (404{said})."),
+        }
+        kind, message = known.get(status, (ScenarioRequestError, f"Scenario refused {what} (HTTP {status}){said}."))
+        return kind(message, status=status)
 
     async def _wait_rate_limit(self, response: Any, what: str, attempt: int) -> None:
         wait = retry_after_s(response)
@@ -293,8 +344,6 @@ class ScenarioClient:
         self.stats["429 waits"] += 1
         await self._sleep(wait)
 
-    # -- requests ----------------------------------------------------------------------------
-
     async def post(
         self,
         path: str,
@@ -305,8 +354,8 @@ class ScenarioClient:
         ok: tuple[int, ...] = (200, 201),
         timeout_s: float | None = None,
     ) -> ApiResponse:
-        """POST without duplicates: see the module docstring for the policy. ``path`` is relative to
-        the API root; build it with :func:`api_path` when it holds a server-supplied id."""
+        """POST without duplicates (see the module docstring). ``path``: relative to the API root,
+        built with ``urls.api_path`` when it holds a server-supplied id."""
         relative = check_api_path(path)
         connect_failures = 0
         attempt = 0
@@ -340,8 +389,7 @@ class ScenarioClient:
         self, relative: str, body: Any, query: Any, what: str, timeout_s: float | None, try_number: int
     ) -> Any:
         """One POST: the response; None when the connection failed before sending and another try
-        is allowed; otherwise the pack's error, raised outside the ``except`` (httpx's exception
-        holds the Authorization header and must not stay reachable as ``__context__``)."""
+        is allowed; otherwise the pack's error (raised outside the ``except``)."""
         import httpx
 
         limit = None if timeout_s is None else httpx.Timeout(timeout_s, connect=self.policy.connect_timeout_s)
@@ -352,16 +400,12 @@ class ScenarioClient:
             connect = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
             if connect and try_number < self.policy.post_connect_attempts:
                 return None
-            read_timeout = self.policy.read_timeout_s if timeout_s is None else timeout_s
-            failed = transport_error(
-                exc, what, target=f"the Scenario API at {self.credentials.base_url}", method="POST",
-                timeout_s=self._timeout_of(exc, read_timeout),
-            )
+            target, limit_s = f"the Scenario API at {self.credentials.base_url}", self._timeout_of(exc, timeout_s)
+            failed = transport_error(exc, what, target=target, method="POST", timeout_s=limit_s)
         raise failed
 
     async def get(self, path: str, *, what: str, query: dict[str, str] | None = None) -> dict[str, Any]:
-        """GET a JSON object from the API, retried as the module docstring says. ``path`` is relative
-        to the API root; build it with :func:`api_path` when it holds a server-supplied id."""
+        """GET a JSON object from the API, retried (see the module docstring); ``path`` as for post."""
         relative = check_api_path(path)
         response = await self._get_with_retries(
             lambda: self._api.get(relative, params=query),
@@ -409,8 +453,7 @@ class ScenarioClient:
                 response = await send()
             except errors as exc:
                 if not retryable(exc) or (never_sent(exc) and attempt + 1 >= self.policy.get_attempts):
-                    timeout_s = self._timeout_of(exc)
-                    failed = transport_error(exc, what, target=target, method="GET", timeout_s=timeout_s)
+                    failed = transport_error(exc, what, target=target, method="GET", timeout_s=self._timeout_of(exc))
                 last = cause_of(exc)
             else:
                 status = response.status_code

@@ -1,23 +1,12 @@
-"""Where the Scenario API key, secret and address come from.
+"""Where the Scenario API key, secret and address come from (never a widget: ComfyUI writes widget
+values into workflows and PNG metadata).
 
-Never from a widget: ComfyUI writes every widget value into workflows and PNG metadata, so a key
-typed into a node would leak into every shared image. Order of precedence:
-
-1. ``SCENARIO_API_KEY`` + ``SCENARIO_API_SECRET`` in the environment;
-2. the official SDK's names ``SCENARIO_SDK_API_KEY`` + ``SCENARIO_SDK_API_SECRET``;
-3. a JSON file ``{"api_key": "...", "api_secret": "..."}`` at :func:`config_path` (or the file
-   named by ``SCENARIO_DETECT_CONFIG``).
-
-Credentials stay with their address. Keys from the environment go to ``SCENARIO_BASE_URL`` or the
-default API, never to a credentials file's ``base_url``: when the environment has keys the file is
-not read at all, so a stale, broken or planted file can neither block nor redirect them. The file's
-``base_url`` applies to the file's own keys only (``SCENARIO_BASE_URL``, set by whoever runs the
-process, still overrides it). When the file is the only source, its error says what is wrong with
-it, never what it holds.
-
-The address must be ``https://`` (plain ``http://`` only for a loopback host such as a local test
-server, see ``urls.is_loopback_host``), without a user name, password, query or fragment: the key
-would otherwise cross the network in clear text.
+Precedence: ``SCENARIO_API_KEY``/``SCENARIO_API_SECRET``, then the SDK's ``SCENARIO_SDK_API_KEY``/
+``SCENARIO_SDK_API_SECRET``, then a JSON file ``{"api_key": "...", "api_secret": "..."}`` at
+:func:`config_path` (``SCENARIO_DETECT_CONFIG`` overrides). Credentials stay with their address:
+keys from the environment go to ``SCENARIO_BASE_URL`` or the default API and the file is then not
+read at all (a stale, broken or planted file can neither block nor redirect them); the file's
+``base_url`` applies to the file's own keys only. Errors about the file never quote it.
 """
 
 from __future__ import annotations
@@ -32,9 +21,7 @@ from pathlib import Path
 
 from .. import host
 from .errors import ScenarioAuthError, ScenarioConfigError
-from .urls import DEFAULT_BASE_URL, check_base_url, is_loopback_host
-
-__all__ = ["DEFAULT_BASE_URL", "Credentials", "check_base_url", "is_loopback_host", "load_credentials"]
+from .urls import DEFAULT_BASE_URL, check_base_url
 
 log = logging.getLogger("scenario_detect.scenario")
 
@@ -88,10 +75,8 @@ MAX_CONFIG_BYTES = 64 * 1024  # a key pair and an address; anything far larger i
 
 
 def _read_config(path: Path) -> dict[str, str]:
-    """The file's string fields ({} when it does not exist), or a ScenarioConfigError that says what
-    is wrong with it. Never quotes the file: it holds the secret. Errors are raised outside the
-    ``except`` blocks: a UnicodeDecodeError keeps the file's bytes and a JSONDecodeError its text,
-    and either would stay reachable from ours as ``__context__``."""
+    """The file's string fields ({} when it does not exist), or a ScenarioConfigError saying what is
+    wrong. Raised outside ``except`` blocks: a decode error keeps the file's text as ``__context__``."""
     text, problem = _read_text(path)
     if problem is None and text is not None:
         _warn_if_shared(path)

@@ -1,11 +1,7 @@
-"""Result downloads: the bytes behind a signed URL, fetched without credentials.
-
-One attempt (:func:`fetch_content`) goes through the content client, which never carries the
-Authorization header; it follows at most ``max_redirects`` redirects by hand, checking each hop
-again against the URL policy (``urls.check_download_url``), refuses bodies over ``max_bytes`` (counted
-after decoding, so a compression bomb stops too) and content that is not an image type. Retries
-are the transport's (``ScenarioClient.download``); :func:`content_of` turns the final answer into
-bytes or an error (a 403 is :class:`ContentExpired`: the caller fetches the asset for a fresh URL).
+"""Result downloads: the bytes behind a signed URL, fetched without credentials (the content client
+carries no Authorization header). Redirects are followed by hand, each hop checked against the URL
+policy; bodies over ``max_bytes`` (counted decoded: a compression bomb stops too) and non-image
+types are refused. Retries are ``ScenarioClient.download``'s; a 403 is :class:`ContentExpired`.
 """
 
 from __future__ import annotations
@@ -14,11 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ScenarioBadResponse, ScenarioError, ScenarioRequestError
-from .transport_errors import origin_of
 from .urls import check_download_url
 
-# Content types a result download may have; anything else (an HTML login page, a JSON or XML
-# error) is refused with a clear error instead of being handed to the image decoder.
+# Anything else (an HTML login page, a JSON error) is refused instead of reaching the image decoder.
 IMAGE_CONTENT_TYPES = ("image/", "application/octet-stream", "binary/octet-stream")
 ERROR_BODY_BYTES = 64 * 1024  # how much of a non-200 download answer is read for its message
 
@@ -35,8 +29,7 @@ class DownloadLimits:
 
 
 async def fetch_content(content_client: Any, url: str, what: str, limits: DownloadLimits) -> Any:
-    """One download attempt: redirects followed by hand (each hop checked), the body read up to
-    the cap. Returns a complete ``httpx.Response`` (non-200 answers keep a short body)."""
+    """One download attempt: a complete ``httpx.Response`` (non-200 answers keep a short body)."""
     current = url
     for _hop in range(limits.max_redirects + 1):
         check_download_url(current, what, limits.api_is_loopback)
@@ -110,8 +103,8 @@ def _whole(streamed: Any, body: bytes) -> Any:
 
 
 async def _read_capped(response: Any, cap: int, allow_truncation: bool = False) -> bytes | None:
-    """The decoded body, at most ``cap`` bytes: None when it is longer (or its first ``cap`` bytes
-    when ``allow_truncation``). Counting decoded bytes also stops a compression bomb."""
+    """The decoded body, at most ``cap`` bytes: None when longer (its first ``cap`` bytes when
+    ``allow_truncation``)."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.aiter_bytes():
@@ -123,3 +116,10 @@ async def _read_capped(response: Any, cap: int, allow_truncation: bool = False) 
             return None
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def origin_of(url: Any) -> str:
+    try:
+        return f"{url.scheme}://{url.netloc.decode('ascii')}"
+    except (AttributeError, UnicodeDecodeError):
+        return "the download host"

@@ -1,9 +1,5 @@
-"""Errors of the Scenario backend: each says what happened and what to do, never a secret.
-
-Messages are built from our own words plus the API's ``reason``/``error``/``hint`` strings, all
-passed through :func:`scrub`, which removes URL query strings (signed URLs carry ``X-Amz-*`` and
-``Signature`` parameters), ``Basic``/``Bearer`` credentials and any registered secret value.
-"""
+"""Errors of the Scenario backend: each says what happened and what to do, never a secret
+(:func:`scrub` removes URL queries, ``Basic``/``Bearer`` credentials and registered secrets)."""
 
 from __future__ import annotations
 

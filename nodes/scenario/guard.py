@@ -1,9 +1,5 @@
-"""The test harness's guard: no test may reach the real Scenario API.
-
-When ``SCENARIO_DETECT_TEST_GUARD`` names a file (the test harness sets it), both HTTP clients refuse
-any request to a host that is not loopback, before connecting, and append a line to that file; the
-harness fails the test that did it. Outside tests the variable is not set and the hook does nothing.
-"""
+"""The test harness's guard: when ``SCENARIO_DETECT_TEST_GUARD`` names a file, both HTTP clients
+refuse (before connecting) and record there any request to a host that is not loopback."""
 
 from __future__ import annotations
 

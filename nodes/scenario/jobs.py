@@ -1,9 +1,7 @@
-"""One detect job: POST -> poll adaptively -> asset -> download; plus upload, estimate and cancel.
-
-:class:`RemoteJob` owns a job from its POST until it is terminal: whatever ends the code that
-follows it (task cancellation on Cancel or a batch failure, ComfyUI's interrupt exception raised by
-a progress update, ``timeout_s``, any error or bug), the remote job is cancelled on the way out, so
-a stopped run does not keep spending the user's credits.
+"""One detect job's life: POST -> poll adaptively -> asset -> download; plus upload, estimate and a
+cancel that is retried and confirmed. :class:`RemoteJob` owns a job from its POST until it is
+terminal: whatever ends the code following it (Cancel, a batch failure, ComfyUI's interrupt raised by
+a progress update, ``timeout_s``, a bug), the remote job is cancelled on the way out.
 """
 
 from __future__ import annotations
@@ -13,11 +11,13 @@ import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from . import api, network_loop
-from .client import JOBS_PAGE, ContentExpired, ScenarioClient
+from .api import TERMINAL, DetectAnswer, Job
+from .client import JOBS_PAGE, ScenarioClient
+from .downloads import ContentExpired
 from .errors import (
     ScenarioBadResponse,
     ScenarioError,
@@ -28,7 +28,6 @@ from .errors import (
     ScenarioUnreachable,
     scrub,
 )
-from .records import TERMINAL, DetectAnswer, Job
 
 log = logging.getLogger("scenario_detect.scenario")
 
@@ -38,10 +37,8 @@ CANCEL_RETRY_S = 30.0  # how long a cancel is retried and re-read before it is r
 
 @dataclass
 class PollSchedule:
-    """When to poll a job: every ``first_s`` for the first ``steady_until_s`` seconds (a detect job
-    often ends within a second or two, and a slow first poll adds that much to every run), then
-    intervals growing by ``growth`` up to ``max_s``. The job's own progress may bring a poll forward
-    (see :meth:`next_wait`)."""
+    """When to poll: every ``first_s`` for ``steady_until_s`` (a detect job often ends within a second
+    or two), then intervals growing by ``growth`` up to ``max_s``; progress may bring a poll forward."""
 
     first_s: float = 0.25
     steady_until_s: float = 1.5
@@ -59,8 +56,8 @@ class PollSchedule:
                 interval = min(self.max_s, interval * self.growth)
 
     def next_wait(self, planned: float, progress: float | None, seen_at: float, now: float) -> float:
-        """The planned interval, shortened to when the job should end if its progress (``progress``
-        observed ``seen_at`` seconds after the job started; ``now`` is the same clock) is linear."""
+        """The planned interval, shortened to when the job should end if its progress (seen
+        ``seen_at`` s after the job started; ``now`` on the same clock) is linear."""
         if progress is not None and 0.05 <= progress < 1.0 and seen_at > 0:
             remaining = seen_at / progress - now + 0.05
             return max(self.min_s, min(planned, remaining))
@@ -76,7 +73,7 @@ class JobOutcome:
     polls: int = 0
     seconds: float = 0.0
     decoded: Any = None  # what ``validate`` returned for the content (the decoded image)
-    extra: dict[str, Any] = field(default_factory=dict)
+    cached: bool = False  # read from the result cache: nothing was run or spent
 
 
 @dataclass
@@ -116,9 +113,8 @@ _CANCEL_RETRYABLE = (
 
 async def cancel_job(client: ScenarioClient, job_id: str, within_s: float | None = None) -> CancelResult:
     """Cancel a job and confirm it by its status. A cancel is idempotent, so unlike the detect POST
-    it is retried (backoff; a 429's wait is honoured by the client) through 5xx, 429 and transport
-    errors for up to ``within_s``; after each try the job's status is read again, and only a
-    terminal status confirms it. Never raises: the result says what is known."""
+    it is retried through 5xx, 429 and transport errors for up to ``within_s``, the status re-read
+    after each try; only a terminal status confirms it. Never raises: the result says what is known."""
     deadline = time.monotonic() + (CANCEL_RETRY_S if within_s is None else within_s)
     attempt = 0
     while True:
@@ -185,14 +181,13 @@ async def estimate(client: ScenarioClient, body: dict[str, Any], query: dict[str
 
 
 async def fetch_asset(client: ScenarioClient, asset_id: str, validate: Callable[[bytes], Any]) -> tuple[bytes, Any]:
-    """Bytes of an asset. A 403 from the signed URL means it expired: get a fresh URL once.
-    Content that ``validate`` rejects (truncated, not an image) is downloaded once more."""
+    """Bytes of an asset; an expired signed URL (403) is refreshed once, content that ``validate``
+    rejects is downloaded once more."""
     refreshed = retried_bad = False
     while True:
         url = (await api.get_asset(client, asset_id)).url
         if not url:
             raise ScenarioBadResponse(f"Scenario's asset {asset_id} has no download URL.")
-        # Which URLs may be fetched (scheme, host, redirects, size) is the client's to check.
         try:
             content = await client.download(url, what=f"asset {asset_id}")
         except ContentExpired:
@@ -217,8 +212,8 @@ async def fetch_asset(client: ScenarioClient, asset_id: str, validate: Callable[
 
 @dataclass
 class _PostState:
-    """Where a detect POST is, for its owner: between attempts (a 429 wait, a connection that was
-    refused) nothing is in flight, so nothing can be created; once abandoned it must not try again."""
+    """Where a detect POST is: between attempts (a 429 wait, a refused connection) nothing is in
+    flight, so nothing can be created; once abandoned it must not try again."""
 
     waiting: bool = False
     abandoned: bool = False
@@ -228,8 +223,8 @@ _post_state: contextvars.ContextVar[_PostState | None] = contextvars.ContextVar(
 
 
 async def retry_sleep(seconds: float) -> None:
-    """The client's wait between attempts (pass it as ``ScenarioClient(sleep=...)``): marks the
-    detect POST as not in flight, and ends it instead of retrying once its run was abandoned."""
+    """The client's wait between attempts (``ScenarioClient(sleep=...)``): marks the detect POST as
+    not in flight, and ends it instead of retrying once its run was abandoned."""
     state = _post_state.get()
     if state is None:
         await asyncio.sleep(seconds)
@@ -246,9 +241,8 @@ async def retry_sleep(seconds: float) -> None:
 
 
 class Session:
-    """One run's API client plus the requests that must outlive a step of it (remote cancels, a
-    detect request abandoned in flight). Closing waits for none of them: when some are still
-    running, the client is closed in the background once they end (see ``background``)."""
+    """One run's API client, the requests that must outlive a step of it (remote cancels, a detect
+    request abandoned in flight; the client closes in the background after them) and its ledger."""
 
     def __init__(self, client: ScenarioClient):
         self.client = client
@@ -289,14 +283,10 @@ class Session:
 
 
 class RemoteJob:
-    """Owns one detect job, from its POST to a terminal state: the one place that makes sure a job
-    this run created does not keep running, and billing, after the run stopped following it.
-
-    ``async with RemoteJob(session, label) as job:`` then ``await job.create(body, query)``; record
-    every status seen with :meth:`observe`. Leaving the block for ANY reason (Cancel, ComfyUI's
-    interrupt exception raised by a progress update, a timeout, a transport error, a bug) while the
-    job is not known terminal cancels it. A POST still in flight is followed to its answer in the
-    background (bounded by the request timeout) and the job it created is cancelled there."""
+    """Owns one detect job from its POST to a terminal state: ``async with RemoteJob(session, label)
+    as job:`` then ``await job.create(body, query)``, each status seen through :meth:`observe`.
+    Leaving the block for ANY reason while the job is not known terminal cancels it; a POST still in
+    flight is followed to its answer in the background (bounded) and its job cancelled there."""
 
     def __init__(self, session: Session, label: str):
         self.session = session
@@ -313,8 +303,7 @@ class RemoteJob:
         return self.status in TERMINAL
 
     async def create(self, body: dict[str, Any], query: dict[str, str]) -> DetectAnswer:
-        """``POST /generate/detect``; returns the answer. The request runs as its own task, so
-        leaving while it is in flight does not drop the job it may create."""
+        """``POST /generate/detect`` as its own task: leaving while it is in flight does not drop its job."""
         client = self.session.client
         context = contextvars.copy_context()
         context.run(_post_state.set, self._post_state)
@@ -349,12 +338,8 @@ class RemoteJob:
                 log.info("Scenario detect request for %s stopped between tries (%s): no job exists", self.label, reason)
                 return
             if not self._post.done():
-                log.warning(
-                    "Scenario detect request for %s abandoned in flight (%s): following it in the background "
-                    "to cancel the job it creates",
-                    self.label,
-                    reason,
-                )
+                log.warning("Scenario detect request for %s abandoned in flight (%s): following it in the "
+                            "background to cancel the job it creates", self.label, reason)
                 self.session.keep(self._cancel_when_created(self._post))
                 return
             if self._post.cancelled() or self._post.exception() is not None:
@@ -373,12 +358,8 @@ class RemoteJob:
             answer = await asyncio.wait_for(asyncio.shield(post), wait)
         except asyncio.TimeoutError:
             post.cancel()
-            log.warning(
-                "the abandoned detect request for %s got no answer within %.0f s; if it created a job, that job "
-                "was not canceled: check your jobs at https://app.scenario.com",
-                self.label,
-                wait,
-            )
+            log.warning("the abandoned detect request for %s got no answer within %.0f s; if it created a job, "
+                        "that job was not canceled: check your jobs at %s", self.label, wait, JOBS_PAGE)
             return
         except BaseException as exc:  # noqa: BLE001 - the request failed: no job id to cancel
             if post.cancelled():
@@ -431,16 +412,13 @@ async def run_job(
     schedule: PollSchedule | None = None,
     label: str = "image 1",
 ) -> JobOutcome:
-    """One detect job to its result bytes, within ``timeout_s`` from its start (the upload when
-    ``body`` is still to be made, the POST, polls, 429 waits, retries and the download). Whatever
-    ends it early, its :class:`RemoteJob` cancels the remote job (and the timeout's message says
-    whether Scenario confirmed that)."""
+    """One detect job to its result bytes within ``timeout_s`` (upload, POST, polls, waits, retries,
+    download); whatever ends it early, its :class:`RemoteJob` cancels the remote job."""
     report = on_progress or (lambda fraction: None)
     started = time.monotonic()
     async with RemoteJob(session, label) as job:
         steps = _job_steps(job, body, query, validate, report, schedule or PollSchedule())
         try:
-            # wait_for, not asyncio.timeout: Python 3.10 has no asyncio.timeout.
             asset_ids, content, decoded, polls = await asyncio.wait_for(steps, timeout_s)
         except asyncio.TimeoutError:
             job.stop_reason = f"timeout_s ({timeout_s:g} s) passed"
@@ -465,7 +443,7 @@ async def _job_steps(
     report: Callable[[float], None],
     schedule: PollSchedule,
 ) -> tuple[list[str], bytes, Any, int]:
-    """The job's steps: (result asset ids, the first one's bytes, its decoded image, polls)."""
+    """(result asset ids, the first one's bytes, its decoded image, polls)."""
     client = job.session.client
     polls = 0
     if not isinstance(body, dict):

@@ -1,16 +1,11 @@
 """The pack's own event loop, in a daemon thread, where every Scenario request runs.
 
-Why: ComfyUI runs each prompt in ``asyncio.run(...)``, which cancels whatever is left on its loop
-when the prompt ends. A detect request still in flight when the user presses Cancel may create a
-billed job a second later; following it to its answer (and cancelling that job) must outlive the
-prompt. So the network side of a run lives here, and the caller's loop only awaits it
-(:func:`run_here`, always with a deadline). Work that must finish after the caller left
-(:func:`follow_up`) is kept here.
-
-When the process stops (SIGTERM from ``docker stop``, systemd or a closed terminal; a normal
-interpreter exit), :func:`stop_everything` cancels every run still going here, so each job it owns
-is cancelled on Scenario, and waits (bounded) for that and for the follow-ups; then the host's own
-SIGTERM handling goes on (:func:`install_process_stop` chains it, never replaces it).
+Why: ComfyUI runs each prompt in ``asyncio.run(...)``, which cancels what is left on its loop when
+the prompt ends, while a detect request in flight at Cancel may still create a billed job that must
+be followed and cancelled. The caller's loop only awaits the work here (:func:`run_here`, always
+with a deadline); :func:`follow_up` keeps work that outlives its caller. At SIGTERM and interpreter
+exit :func:`stop_everything` cancels every run here (each job's owner cancels its remote job) and
+waits, bounded; the host's own SIGTERM handling then goes on (:func:`install_process_stop` chains it).
 """
 
 from __future__ import annotations
@@ -34,12 +29,9 @@ log = logging.getLogger("scenario_detect.scenario")
 
 T = TypeVar("T")
 
-# How long the caller waits for the run's own clean-up (remote cancels) after it was cancelled.
-CLEANUP_WAIT_S = 15.0
+CLEANUP_WAIT_S = 15.0  # how long a cancelled caller waits for the run's clean-up (remote cancels)
 EXIT_WAIT_S = 70.0  # at a normal exit: the longest a follow-up may still need (a detect request's timeout)
-# At SIGTERM: the whole stop (cancel runs, then follow-ups) fits in this, well within `docker stop`'s
-# 10 s grace period before SIGKILL.
-SIGTERM_WAIT_S = 8.0
+SIGTERM_WAIT_S = 8.0  # the whole stop at SIGTERM, within `docker stop`'s 10 s grace before SIGKILL
 START_WAIT_S = 10.0  # the loop's thread must be serving within this (it is, in milliseconds)
 
 _lock = threading.Lock()
@@ -82,8 +74,8 @@ def on_background_loop() -> bool:
 def create_task(
     coro: Coroutine[Any, Any, T], context: contextvars.Context | None = None
 ) -> asyncio.Task[T]:
-    """``loop.create_task(coro, context=context)`` on the running loop, also on Python 3.10 (which
-    has no ``context=``: there the task is created inside ``context``, so it starts from a copy of it)."""
+    """``create_task(coro, context=context)`` on the running loop; on Python 3.10 (no ``context=``)
+    the task is created inside ``context``, so it starts from a copy of it."""
     running = asyncio.get_running_loop()
     if context is None:
         return running.create_task(coro)
@@ -93,11 +85,10 @@ def create_task(
 
 
 async def run_here(coro: Coroutine[Any, Any, T], *, deadline_s: float, what: str = "the Scenario run") -> T:
-    """Await ``coro`` run on the background loop, with the caller's context variables (ComfyUI's
-    executing node, for progress), for at most ``deadline_s`` (then it is cancelled there, its
-    clean-up awaited (bounded), and :class:`ScenarioTimeout` raised). Cancelling the caller cancels
-    it there and waits (bounded) for its clean-up, so remote jobs are cancelled before the caller's
-    loop may end. A failure to even start it is raised as a :class:`ScenarioError`."""
+    """Await ``coro`` run on the background loop with the caller's context variables (ComfyUI's
+    executing node), for at most ``deadline_s`` (then :class:`ScenarioTimeout`). A cancelled caller or
+    the deadline cancels it there and waits (bounded) for its clean-up (remote cancels); a failure
+    to even start it is raised as a :class:`ScenarioError`."""
     if on_background_loop():
         try:
             return await asyncio.wait_for(coro, deadline_s)
@@ -161,8 +152,7 @@ def _copy_outcome(task: asyncio.Task[Any], target: concurrent.futures.Future[Any
 
 
 def follow_up(coro: Awaitable[Any], what: str) -> concurrent.futures.Future[Any]:
-    """Run ``coro`` on the background loop on its own: nobody awaits it, the loop keeps it alive,
-    and the interpreter waits for it at exit. Its failures are logged, never raised."""
+    """Run ``coro`` on the background loop unawaited (waited for at exit); failures are logged."""
 
     async def guarded() -> Any:
         try:
@@ -213,8 +203,8 @@ async def _cancel_runs(timeout: float) -> int:
 
 
 def stop_everything(timeout: float = EXIT_WAIT_S) -> bool:
-    """Cancel every run on the background loop and wait (at most ``timeout`` in all) for their
-    remote cancels and the follow-ups. Called at SIGTERM and at interpreter exit; True when all ended."""
+    """Cancel every run here and wait (at most ``timeout`` in all) for their remote cancels and the
+    follow-ups; True when all ended."""
     bg = _loop
     if bg is None or bg.is_closed() or not bg.is_running() or on_background_loop():
         return True
@@ -225,34 +215,31 @@ def stop_everything(timeout: float = EXIT_WAIT_S) -> bool:
     except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError):
         stopped = -1
     if stopped:
-        log.warning("process stopping: %s Scenario run(s) were stopped and their jobs sent a cancel",
-                    stopped if stopped > 0 else "some")
+        shown = stopped if stopped > 0 else "some"
+        log.warning("process stopping: %s Scenario run(s) were stopped and their jobs sent a cancel", shown)
     return wait_for_follow_ups(max(0.0, end - time.monotonic())) and stopped >= 0
 
 
 def _on_sigterm(previous: Any) -> Callable[[int, Any], None]:
+    """End our jobs, then go on with what the host had: its handler, or the default (end the process)."""
+
     def handler(signum: int, frame: Any) -> None:
         try:
             stop_everything(SIGTERM_WAIT_S)
         finally:
-            _chain(previous, signum, frame)
+            if callable(previous):
+                previous(signum, frame)
+            elif previous in (signal.SIG_DFL, None):
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+            # SIG_IGN: the host ignores it, so do we
 
     return handler
 
 
-def _chain(previous: Any, signum: int, frame: Any) -> None:
-    """Go on with what the host had for the signal: its handler, or the default (end the process)."""
-    if callable(previous):
-        previous(signum, frame)
-    elif previous in (signal.SIG_DFL, None):
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
-    # SIG_IGN: the host ignores it, so do we
-
-
 def install_process_stop() -> bool:
-    """Make SIGTERM end our jobs first (then the previous handler runs). Only the main thread can
-    set a handler: call it from there (the pack's load in ComfyUI, the CLI). True when installed."""
+    """Make SIGTERM end our jobs first, then run the previous handler. Only from the main thread (the
+    pack's load in ComfyUI, the CLI); True when installed."""
     global _stop_installed
     if _stop_installed:
         return True

@@ -1,12 +1,9 @@
 """Where the key and a result may go: the URL policy of the Scenario backend.
 
-- The API address (:func:`check_base_url`) is ``https://``; plain ``http://`` only for a loopback
-  host (:func:`is_loopback_host`: ``localhost``, loopback IPs, ``*.localhost`` names that resolve to
-  loopback); never with a user name, password, query or fragment.
-- API paths: server-supplied ids go into paths through :func:`api_path`, which escapes each
-  segment, and every path is checked to stay under the API root (:func:`check_api_path`).
-- Result downloads (:func:`check_download_url`): ``https://``, or plain ``http://`` to a loopback
-  host when the API address itself is loopback (a local test server); no credentials in the URL.
+The API address is ``https://`` (plain ``http://`` only to a loopback host), never with a user
+name, password, query or fragment. Server-supplied ids go into paths through :func:`api_path` and
+every path stays under the API root (:func:`check_api_path`). Result downloads are ``https://``, or
+plain ``http://`` to a loopback host when the API itself is loopback (a local test server).
 """
 
 from __future__ import annotations
@@ -32,10 +29,9 @@ def resolve_addresses(name: str) -> list[str]:
 def is_loopback_host(
     host_name: str | None, resolve: Callable[[str], Iterable[str]] = resolve_addresses
 ) -> bool:
-    """True for ``localhost``, loopback IP literals (127.0.0.0/8, ::1), and ``*.localhost`` names
-    that resolve, every address of them, to loopback. Other names never count, whatever they
-    resolve to now: a public name (``127.0.0.1.nip.io``) can resolve elsewhere by the time the
-    request connects, and the key would then cross the network in clear text."""
+    """True for ``localhost``, loopback IPs, and ``*.localhost`` names whose every address is
+    loopback. Other names never count: a public name (``127.0.0.1.nip.io``) can resolve elsewhere by
+    the time the request connects, and the key would cross the network in clear text."""
     if not host_name:
         return False
     name = host_name.strip("[]").rstrip(".").lower()
@@ -56,8 +52,8 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 
 def check_base_url(url: str, where: str) -> str:
-    """``url`` without its trailing slash, or a ScenarioConfigError saying what is wrong with it.
-    ``where`` names its source (``SCENARIO_BASE_URL``, the file) for the message."""
+    """``url`` without its trailing slash, or a ScenarioConfigError saying what is wrong with it
+    (``where``: its source, for the message)."""
     url = url.strip().rstrip("/")
     try:
         parts = urlsplit(url)
@@ -82,13 +78,9 @@ def check_base_url(url: str, where: str) -> str:
 
 
 def api_path(*segments: str) -> str:
-    """``/jobs/<id>/action`` from its segments, each percent-escaped as one path segment, so a
-    server-supplied id such as ``../x``, ``a/action`` or ``a?b`` stays one segment under the API
-    root. An id that is only dots cannot be made safe that way (servers may decode and resolve
-    ``%2E%2E``) and is refused. Use it for every path that holds an id::
-
-        await client.get(api_path("jobs", job_id), what=f"job {job_id}")
-    """
+    """``/jobs/<id>/action`` from its segments, each escaped as one segment, so a server-supplied id
+    (``../x``, ``a/action``, ``a?b``) stays one segment under the API root. An id of dots only is
+    refused (servers may decode and resolve ``%2E%2E``)."""
     out = []
     for segment in segments:
         text = str(segment)
@@ -107,7 +99,7 @@ def _shown(value: str) -> str:
 
 def check_api_path(path: str) -> str:
     """``path`` relative to the API root, or a ScenarioBadResponse when it would leave the root or
-    smuggle a query (an unescaped server id): such a request is never sent with the key."""
+    smuggle a query: such a request is never sent with the key."""
     relative = path.lstrip("/")
     segments = [unquote(s) for s in relative.split("/")]
     if "?" in relative or "#" in relative or any(s in (".", "..") for s in segments) or "\\" in relative:
@@ -119,9 +111,8 @@ def check_api_path(path: str) -> str:
 
 
 def check_download_url(url: str, what: str, api_is_loopback: bool = False) -> str:
-    """``url`` when a result may be downloaded from it: https, or plain http to a loopback host
-    when the API address itself is loopback (a local test server); no user name or password in
-    it. Otherwise a ScenarioBadResponse (nothing is requested)."""
+    """``url`` when a result may be downloaded from it (see the module docstring), else a
+    ScenarioBadResponse (nothing is requested)."""
     try:
         parts = urlsplit(url)
         host = parts.hostname
