@@ -45,12 +45,10 @@ class Param:
 class LocalMethod:
     """One way to compute a modality on this machine."""
 
-    name: str  # unique across the table: it is a value of the node's `local_method` combo
+    # Unique across the table: it is a value of the node's `local_method` combo, and the key of its
+    # function in ``nodes.local.METHODS`` (kept there, beside the code, imported only when it runs).
+    name: str
     description: str
-    # "package.module:function", imported lazily relative to ``nodes.local``; the function has the
-    # signature ``(images: torch.Tensor [B,H,W,C] float32, params: dict) -> torch.Tensor [B,H,W,3]``,
-    # or returns ``(maps, keypoints)`` with one POSE_KEYPOINT entry per image (pose methods).
-    entry: str
     needs_weights: bool = False
     # What the first run downloads ("6.3 MB"), for the web extension's method labels; required when
     # ``needs_weights`` (tests/test_web_table.py checks it), empty for weight-free methods.
@@ -120,12 +118,9 @@ ORDERED_PAIRS: tuple[tuple[str, str], ...] = (
     ("min_threshold", "max_threshold"),
 )
 
-_OPENCV = "opencv_detectors"
-# Model-backed methods (controlnet-aux networks, transformers models). Where a weight-free method exists
+# Model-backed methods (controlnet-aux networks, transformers models): where a weight-free method exists
 # it stays first, so `auto` never starts a download nobody asked for; choosing the model by name
 # downloads its weights once (see nodes/local/weights.py).
-_AUX = "aux_detectors"
-_TRANSFORMERS = "transformers_detectors"
 
 MODALITIES: dict[str, Modality] = {
     m.name: m
@@ -134,40 +129,37 @@ MODALITIES: dict[str, Modality] = {
             "canny", "Canny edges of the grayscale image, white on black.",
             params=("low_threshold", "high_threshold"),
             local_methods=(
-                LocalMethod("opencv_canny", "OpenCV Canny on the grayscale image (weight-free).",
-                            f"{_OPENCV}:canny", raw_input=True),
+                LocalMethod("opencv_canny", "OpenCV Canny on the grayscale image (weight-free).", raw_input=True),
             ),
         ),
         Modality(
             "depth", "Depth map, near is bright.",
             local_methods=(
                 LocalMethod("depth_anything_v2", "Depth Anything V2 Small (99 MB download), near = bright, "
-                            "normalised per image.", f"{_TRANSFORMERS}:depth_anything", needs_weights=True,
-                            download="99 MB"),
+                            "normalised per image.", needs_weights=True, download="99 MB"),
             ),
         ),
         Modality(
             "grayscale", "Grayscale image with contrast and a levels window.",
             params=("factor", "min_threshold", "max_threshold", "remove_background"),
             local_methods=(
-                LocalMethod("levels", "Luma, contrast factor and min..max window (weight-free).",
-                            f"{_OPENCV}:grayscale", raw_input=True),
+                LocalMethod("levels", "Luma, contrast factor and min..max window (weight-free).", raw_input=True),
             ),
         ),
         Modality(
             "lineart_anime", "Anime-style line art, white lines on black.",
             local_methods=(
                 LocalMethod("lineart_anime", "Anime lineart network (netG.pth, 218 MB, downloaded "
-                            "on first use).", f"{_AUX}:lineart_anime", needs_weights=True, download="218 MB"),
+                            "on first use).", needs_weights=True, download="218 MB"),
             ),
         ),
         Modality(
             "mlsd", "Straight line segments (M-LSD style), white on black.",
             local_methods=(
                 LocalMethod("opencv_lsd", "OpenCV line segment detector with a length filter "
-                            "(weight-free).", f"{_OPENCV}:mlsd_lines", raw_input=True),
+                            "(weight-free).", raw_input=True),
                 LocalMethod("mlsd_large", "M-LSD network (mlsd_large_512_fp32.pth, 6.3 MB, downloaded "
-                            "on first use).", f"{_AUX}:mlsd", needs_weights=True, download="6.3 MB"),
+                            "on first use).", needs_weights=True, download="6.3 MB"),
             ),
         ),
         Modality(
@@ -176,10 +168,10 @@ MODALITIES: dict[str, Modality] = {
             local_methods=(
                 LocalMethod("normal_bae", "BAE normal estimator, what ControlNet's normalbae model was "
                             "trained on (scannet.pt, 291 MB, downloaded on first use; slow on CPU).",
-                            f"{_AUX}:normal_bae", needs_weights=True, download="291 MB"),
+                            needs_weights=True, download="291 MB"),
                 LocalMethod("depth_anything_normals", "Normals from Depth Anything V2 Small's depth "
                             "(99 MB download; lighter and faster), Sobel gradients as ControlNet's normal-from-depth.",
-                            f"{_TRANSFORMERS}:normal_from_depth_anything", needs_weights=True, download="99 MB"),
+                            needs_weights=True, download="99 MB"),
             ),
         ),
         Modality(
@@ -188,11 +180,11 @@ MODALITIES: dict[str, Modality] = {
             local_methods=(
                 LocalMethod("dwpose", "DWPose body, hands and face drawn as OpenPose (YOLOX-l + RTMPose-l "
                             "TorchScript, 2 files, 352 MB, downloaded on first use; Apache-2.0).",
-                            "dwpose:pose_dwpose", needs_weights=True, download="352 MB"),
+                            needs_weights=True, download="352 MB"),
                 LocalMethod("openpose_body", "OpenPose body skeleton (body_pose_model.pth, 209 MB, "
-                            "downloaded on first use).", f"{_AUX}:pose_body", needs_weights=True, download="209 MB"),
+                            "downloaded on first use).", needs_weights=True, download="209 MB"),
                 LocalMethod("openpose_full", "OpenPose body, hands and face (three files, 510 MB, "
-                            "downloaded on first use; slow on CPU).", f"{_AUX}:pose_full",
+                            "downloaded on first use; slow on CPU).",
                             needs_weights=True, download="510 MB"),
             ),
         ),
@@ -200,12 +192,12 @@ MODALITIES: dict[str, Modality] = {
             "scribble", "Rough scribble lines, white on black.",
             local_methods=(
                 LocalMethod("xdog", "Extended difference of Gaussians, thresholded and thickened "
-                            "(weight-free).", f"{_OPENCV}:scribble_xdog", raw_input=True),
+                            "(weight-free).", raw_input=True),
                 LocalMethod("pidinet_scribble", "PiDiNet edges thinned to scribble lines "
                             "(table5_pidinet.pth, 2.9 MB, downloaded on first use).",
-                            f"{_AUX}:scribble_pidinet", needs_weights=True, download="2.9 MB"),
+                            needs_weights=True, download="2.9 MB"),
                 LocalMethod("hed_scribble", "HED edges thinned to scribble lines (ControlNetHED.pth, "
-                            "29 MB, downloaded on first use).", f"{_AUX}:scribble_hed", needs_weights=True,
+                            "29 MB, downloaded on first use).", needs_weights=True,
                             download="29 MB"),
             ),
         ),
@@ -213,19 +205,18 @@ MODALITIES: dict[str, Modality] = {
             "segmentation", "Semantic segmentation in the ADE20K palette.",
             local_methods=(
                 LocalMethod("upernet_ade20k", "UperNet ConvNeXt-tiny on ADE20K (241 MB download), in "
-                            "ControlNet's 150-colour palette.", f"{_TRANSFORMERS}:segmentation_ade20k",
+                            "ControlNet's 150-colour palette.",
                             needs_weights=True, download="241 MB"),
             ),
         ),
         Modality(
             "sketch", "Pencil-sketch lines, white on black.",
             local_methods=(
-                LocalMethod("pencil", "Dodge-blend pencil lines (weight-free).", f"{_OPENCV}:sketch_pencil",
-                            raw_input=True),
+                LocalMethod("pencil", "Dodge-blend pencil lines (weight-free).", raw_input=True),
                 LocalMethod("lineart", "Lineart network, fine lines (sk_model.pth, 17 MB, downloaded "
-                            "on first use).", f"{_AUX}:sketch_lineart", needs_weights=True, download="17 MB"),
+                            "on first use).", needs_weights=True, download="17 MB"),
                 LocalMethod("lineart_coarse", "Lineart network, coarse lines (sk_model2.pth, 17 MB, "
-                            "downloaded on first use).", f"{_AUX}:sketch_lineart_coarse", needs_weights=True,
+                            "downloaded on first use).", needs_weights=True,
                             download="17 MB"),
             ),
         ),

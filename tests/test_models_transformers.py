@@ -25,7 +25,7 @@ from scenario_detect.nodes.local import depth_maps
 from scenario_detect.nodes.local import transformers_detectors as td
 from scenario_detect.nodes.local.ade20k import ADE20K_NAMES, ADE20K_PALETTE, SUBJECT_CLASSES
 from scenario_detect.nodes.local.models import MODELS
-from scenario_detect.nodes.local.weights import WeightsUnavailable
+from scenario_detect.nodes.local.weights import WeightFileUnusable, WeightsUnavailable
 
 # -- pure post-processing --
 
@@ -245,7 +245,7 @@ def test_wrong_kind_of_segmentation_model_is_refused_clearly(tmp_path: Path) -> 
     backbone = ConvNextConfig(hidden_sizes=[8, 8, 8, 8], depths=[1, 1, 1, 1], out_features=["stage1", "stage4"])
     config = UperNetConfig(backbone_config=backbone, hidden_size=8, use_auxiliary_head=False, num_labels=19)
     UperNetForSemanticSegmentation(config).save_pretrained(str(tmp_path))
-    with pytest.raises(ValueError, match="ADE20K model with 150 classes"):
+    with pytest.raises(WeightFileUnusable, match="ADE20K model with 150 classes"):
         td.build_segmentation_model(tmp_path)
 
 

@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import host
+from .weights import built_from
 
 log = logging.getLogger("scenario_detect.models")
 
@@ -114,7 +115,7 @@ class ModelCache:
         dtype: torch.dtype,
     ) -> Loaded:
         log.info("Loading %s from %s on %s (%s)", key[0], path, device, dtype)
-        module = build(path)
+        module = built_from(path, build)  # a bad file: one WeightFileUnusable naming it, not the reader's error
         module.eval().requires_grad_(False)
         module.to(dtype=dtype)
         entry = Loaded(key, module, device, dtype)
