@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     params = {name: getattr(args, name) for name in PARAMS}
     targets = _output_paths(args.images, args.output, args.modality)
     try:  # problems with the options, not with a file: nothing is read
-        check_params(args.modality, params)
+        params = check_params(args.modality, params)  # once: the backends take these as checked
         if args.backend != "scenario":
             resolve_local_method(args.modality, args.local_method)
     except ValueError as error:

@@ -1,7 +1,9 @@
 """The one table of modalities and their parameters.
 
 Everything else reads this module: the node schema (``detect.py``), the Scenario API field mapping,
-the CLI, the web extension (served as JSON) and the docs. Nothing here imports torch, ComfyUI or
+the CLI, the web extension (its rules travel as option keys of the node's inputs in /object_info,
+see ``widget_visibility.py``) and the docs. Which function runs a local method is not here but
+beside the functions, in ``nodes/local/__init__.py`` (``METHODS``). Nothing here imports torch, ComfyUI or
 any optional library, so it is cheap to import anywhere.
 """
 
@@ -269,11 +271,23 @@ def default_params() -> dict[str, Any]:
     return {name: p.default for name, p in PARAMS.items()}
 
 
+class CheckedParams(dict):  # type: ignore[type-arg]
+    """Parameter values already found valid for ``modality`` (``run.check_params`` makes them), so
+    each path (node, CLI; local or remote backend) validates once, not again at every layer."""
+
+    def __init__(self, modality: str, params: dict[str, Any]) -> None:
+        super().__init__(params)
+        self.modality = modality
+
+
 def validation_errors(modality: Any, params: dict[str, Any]) -> list[str]:
     """Every problem with a modality and its parameter values (empty when all is well).
 
     Only checks the parameters present in ``params``; missing ones take their defaults later.
+    ``CheckedParams`` of the same modality were checked already: nothing to report.
     """
+    if isinstance(params, CheckedParams) and params.modality == modality:
+        return []
     errors: list[str] = []
     if modality not in MODALITIES:
         errors.append(f"modality must be one of {', '.join(MODALITY_NAMES)}; got {modality!r}")
@@ -306,40 +320,6 @@ def api_fields(modality: str, params: dict[str, Any]) -> dict[str, Any]:
             value = bool(value)
         fields[param.api_field] = value
     return fields
-
-
-def as_json() -> dict[str, Any]:
-    """The table as plain data, for the web extension and the docs."""
-    return {
-        "modalities": {
-            m.name: {
-                "description": m.description,
-                "params": list(m.params),
-                "local_methods": [
-                    {"name": lm.name, "description": lm.description, "needs_weights": lm.needs_weights,
-                     "download": lm.download}
-                    for lm in m.local_methods
-                ],
-            }
-            for m in MODALITIES.values()
-        },
-        "params": {
-            p.name: {
-                "api_field": p.api_field, "kind": p.kind, "default": p.default, "min": p.min,
-                "max": p.max, "step": p.step, "tooltip": p.tooltip,
-            }
-            for p in PARAMS.values()
-        },
-        # The remote backend's section (defined at the end of this module).
-        "backends": list(BACKENDS),
-        "remote_options": {
-            o.name: {
-                "kind": o.kind, "default": o.default, "tooltip": o.tooltip, "maps_to": o.maps_to,
-                "min": o.min, "max": o.max, "step": o.step, "optional": o.optional,
-            }
-            for o in REMOTE_OPTIONS.values()
-        },
-    }
 
 
 # ------------------------------------------------------------------------------------------------

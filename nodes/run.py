@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from .local import Detection, run_local
-from .modalities import AUTO_METHOD, PARAMS, validation_errors
+from .modalities import AUTO_METHOD, PARAMS, CheckedParams, validation_errors
 
 log = logging.getLogger("scenario_detect")
 
@@ -17,12 +17,15 @@ class DetectError(ValueError):
     """A detection cannot run as asked; the message says why and what to do."""
 
 
-def check_params(modality: str, params: dict[str, Any]) -> dict[str, Any]:
+def check_params(modality: str, params: dict[str, Any]) -> CheckedParams:
+    """The known parameters, validated once: a ``CheckedParams`` passes later checks as is."""
+    if isinstance(params, CheckedParams) and params.modality == modality:
+        return params
     known = {name: value for name, value in params.items() if name in PARAMS}
     errors = validation_errors(modality, known)
     if errors:
         raise DetectError("Detect: " + "; ".join(errors))
-    return known
+    return CheckedParams(modality, known)
 
 
 def run_detect(

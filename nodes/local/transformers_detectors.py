@@ -26,10 +26,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..images import sanitized
 from . import depth_maps
 from .ade20k import ADE20K_PALETTE, SUBJECT_CLASSES
 from .models import Loaded, to_model
 from .networks import Network, run_network
+from .opencv_detectors import grayscale
 from .weights import WeightFile, WeightFileUnusable
 
 log = logging.getLogger("scenario_detect.transformers")
@@ -232,9 +234,6 @@ def grayscale_without_background(images: torch.Tensor, params: dict[str, Any]) -
     not depend on what surrounded it; the background is then made exactly black through the soft
     mask, whatever the levels would have turned black into.
     """
-    from ..images import sanitized
-    from .opencv_detectors import grayscale
-
     alpha = remove_background(sanitized(images), params)  # grayscale gets the raw batch (any channels, NaN)
-    gray = grayscale(images, {**params, "remove_background": False})
+    gray = grayscale(images, params)
     return gray.mul_(alpha[..., None])

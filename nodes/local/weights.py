@@ -405,8 +405,6 @@ def download(spec: WeightFile, folder: Path) -> Path:
     huggingface_hub reads 10 MB at a time, so a stop loses at most the last 10 MB.
     """
     import huggingface_hub as hub
-    from huggingface_hub.file_download import http_get
-    from huggingface_hub.utils import build_hf_headers
 
     folder.mkdir(parents=True, exist_ok=True)
     url = hub.hf_hub_url(spec.repo, spec.filename, revision="main", endpoint=endpoint())
@@ -415,7 +413,6 @@ def download(spec: WeightFile, folder: Path) -> Path:
     no_retry = {"retry_on_errors": False} if _accepts(hub.get_hf_file_metadata, "retry_on_errors") else {}
     meta = hub.get_hf_file_metadata(url, timeout=30, **no_retry)
     etag = meta.etag or ""
-    expected_size = meta.size
     dest = folder / spec.filename
     partial = partial_path(folder, spec.filename, etag)
     partial.parent.mkdir(parents=True, exist_ok=True)
@@ -424,42 +421,55 @@ def download(spec: WeightFile, folder: Path) -> Path:
             return dest
         _discard_other_partials(partial)
         resume = partial.stat().st_size if partial.is_file() else 0
-        if resume and (not etag or (expected_size is not None and resume > expected_size)):
+        if resume and (not etag or (meta.size is not None and resume > meta.size)):
             resume = 0  # unverifiable or longer than the file: start again
-        # As huggingface_hub does: the body of a large file comes from the CDN the hub redirects to,
-        # and a token is only sent to the hub itself. Xet-backed files are fetched from the hub URL,
-        # which redirects to their plain-HTTPS bridge.
-        source = url if getattr(meta, "xet_file_data", None) is not None else urljoin(url, meta.location or url)
-        headers = build_hf_headers()
-        headers["Accept-Encoding"] = "identity"  # byte offsets of the file itself, so Range resumes it
-        if _origin(source) not in {_origin(url), _origin(DEFAULT_ENDPOINT)}:
-            headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
-        options: dict[str, Any] = {"displayed_filename": Path(spec.filename).name}
-        if _accepts(http_get, "tqdm_class"):  # huggingface_hub >= 0.32
-            options["tqdm_class"] = _progress_class()
         if resume:
             log.info("Resuming %s from %s at byte %d, in %s", spec.filename, url, resume, folder)
         else:
             log.info("Downloading %s from %s to %s", spec.filename, url, folder)
-        with open(partial, "r+b" if resume else "wb") as f:
-            f.seek(resume)
-            f.truncate()
-            try:
-                http_get(source, f, resume_size=resume, headers=headers, expected_size=expected_size, **options)
-            except Exception as exc:
-                if getattr(getattr(exc, "response", None), "status_code", None) == 416:
-                    f.close()
-                    partial.unlink(missing_ok=True)  # the server refuses our offset: start again next time
-                raise
-        if re.fullmatch(r"[0-9a-f]{64}", etag.lower()):  # large (LFS) files: the etag is the content's SHA-256
-            actual = _sha256(partial)
-            if actual != etag.lower():
-                partial.unlink(missing_ok=True)  # a spliced or corrupt partial must not be continued
-                raise OSError(f"checksum mismatch: got sha256 {actual}, the hub announced {etag.lower()}")
+        _transfer(url, meta, partial, resume, Path(spec.filename).name)
+        _verify(partial, etag)
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(partial, dest)  # atomic: the real name only ever holds a complete file
     log.info("Downloaded %s (%d bytes)", dest, dest.stat().st_size)
     return dest
+
+
+def _transfer(url: str, meta: Any, partial: Path, resume: int, shown_name: str) -> None:
+    """The file's bytes from ``resume`` on, appended to ``partial`` (huggingface_hub's ``http_get``)."""
+    from huggingface_hub.file_download import http_get
+    from huggingface_hub.utils import build_hf_headers
+
+    # As huggingface_hub does: the body of a large file comes from the CDN the hub redirects to,
+    # and a token is only sent to the hub itself. Xet-backed files are fetched from the hub URL,
+    # which redirects to their plain-HTTPS bridge.
+    source = url if getattr(meta, "xet_file_data", None) is not None else urljoin(url, meta.location or url)
+    headers = build_hf_headers()
+    headers["Accept-Encoding"] = "identity"  # byte offsets of the file itself, so Range resumes it
+    if _origin(source) not in {_origin(url), _origin(DEFAULT_ENDPOINT)}:
+        headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+    options: dict[str, Any] = {"displayed_filename": shown_name}
+    if _accepts(http_get, "tqdm_class"):  # huggingface_hub >= 0.32
+        options["tqdm_class"] = _progress_class()
+    with open(partial, "r+b" if resume else "wb") as f:
+        f.seek(resume)
+        f.truncate()
+        try:
+            http_get(source, f, resume_size=resume, headers=headers, expected_size=meta.size, **options)
+        except Exception as exc:
+            if getattr(getattr(exc, "response", None), "status_code", None) == 416:
+                f.close()
+                partial.unlink(missing_ok=True)  # the server refuses our offset: start again next time
+            raise
+
+
+def _verify(partial: Path, etag: str) -> None:
+    """Large (LFS) files: the etag is the content's SHA-256; a mismatch deletes the partial."""
+    if re.fullmatch(r"[0-9a-f]{64}", etag.lower()):
+        actual = _sha256(partial)
+        if actual != etag.lower():
+            partial.unlink(missing_ok=True)  # a spliced or corrupt partial must not be continued
+            raise OSError(f"checksum mismatch: got sha256 {actual}, the hub announced {etag.lower()}")
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
