@@ -191,15 +191,14 @@ def test_detector_output_is_same_size_three_channels_and_deterministic(models_di
 def test_a_batch_gives_the_same_maps_as_one_image_at_a_time(models_dir: Path) -> None:
     # The CPU runs one image per chunk, a GPU several: both must give the same maps.
     batch = images()
-    depth_model, depth_folder = td.depth_model()
-    seg_model, seg_folder = td.segmentation_model()
+    depth_model, seg_model = td.DEPTH.load(), td.SEGMENTATION.load()
     with torch.inference_mode():
-        depth = td.predict_depth(depth_model, depth_folder, batch)
-        logits = td.predict_logits(seg_model, seg_folder, batch)
+        depth = td.predict_depth(depth_model, batch)
+        logits = td.predict_logits(seg_model, batch)
         for index in range(batch.shape[0]):
             single = batch[index : index + 1]
-            assert torch.allclose(depth[index], td.predict_depth(depth_model, depth_folder, single)[0], atol=1e-5)
-            assert torch.allclose(logits[index], td.predict_logits(seg_model, seg_folder, single)[0], atol=1e-4)
+            assert torch.allclose(depth[index], td.predict_depth(depth_model, single)[0], atol=1e-5)
+            assert torch.allclose(logits[index], td.predict_logits(seg_model, single)[0], atol=1e-4)
 
 
 def test_depth_is_gray_and_normals_face_the_viewer(models_dir: Path) -> None:
