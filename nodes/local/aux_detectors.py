@@ -14,7 +14,8 @@ submodule would run its package ``__init__`` (every detector, ~3 s and 250 MB): 
 ``__init__`` and loads only the submodule a method needs, inside its first call, never when ComfyUI
 loads the pack.
 
-Weights (all from https://huggingface.co/lllyasviel/Annotators) are described in ``WEIGHTS``.
+Weights (all from https://huggingface.co/lllyasviel/Annotators) are the ``WeightFile`` constants below;
+``nodes.local.METHODS`` lists each method's files, fetched together before it runs.
 """
 
 from __future__ import annotations
@@ -53,21 +54,6 @@ OPENPOSE_BODY = WeightFile(ANNOTATORS, "body_pose_model.pth", "OpenPose body", "
 OPENPOSE_HAND = WeightFile(ANNOTATORS, "hand_pose_model.pth", "OpenPose hand", "147 MB")
 OPENPOSE_FACE = WeightFile(ANNOTATORS, "facenet.pth", "OpenPose face", "154 MB")
 NORMAL_BAE = WeightFile(ANNOTATORS, "scannet.pt", "BAE surface normals (ScanNet)", "291 MB")
-OPENPOSE_FULL = (OPENPOSE_BODY, OPENPOSE_HAND, OPENPOSE_FACE)
-
-WEIGHTS: tuple[WeightFile, ...] = (
-    MLSD,
-    PIDINET,
-    HED,
-    LINEART,
-    LINEART_COARSE,
-    LINEART_ANIME,
-    OPENPOSE_BODY,
-    OPENPOSE_HAND,
-    OPENPOSE_FACE,
-    NORMAL_BAE,
-)
-
 
 _IMPORT_LOCK = threading.RLock()
 

@@ -216,7 +216,8 @@ def run_chunks(images: torch.Tensor, chunk: int, fn: Callable[[torch.Tensor], to
 
 def default_chunk(device: torch.device) -> int:
     """Images per forward pass. On CPU one at a time is fastest per image (measured at 512 px on
-    2 cores: batches of 4 cost 5-55 % more per image, cache-bound); GPUs gain from batching."""
+    2 cores: batches of 4 cost 5-55 % more per image, cache-bound); GPUs gain from batching (a
+    ``networks.Network`` may ask for larger GPU batches: ``gpu_chunk``)."""
     return 1 if device.type == "cpu" else 4
 
 
