@@ -278,7 +278,7 @@ def test_comfyui_prompt_reports_the_file_and_every_missing_file(tmp_path: Path) 
     error = truncated.value.error
     assert error["node_type"] == "ScenarioDetect"
     assert error["exception_type"].endswith("WeightFileUnusable")
-    message = truncated.value.exception_message
+    message = truncated.value.exception_message.rstrip("\n")  # ComfyUI ends every message with a newline
     assert message.startswith(f"The model file {path} (") and "it is incomplete" in message and MLSD_URL in message
     _whole(message)
     assert missing.value.error["exception_type"].endswith("WeightsUnavailable")
