@@ -17,10 +17,11 @@ ParamKind = Literal["int", "float", "bool"]
 
 @dataclass(frozen=True)
 class Param:
-    """One tuning widget, mapped one-to-one to a field of ``POST /v1/generate/detect``."""
+    """One tuning widget, mapped one-to-one to a field of ``POST /v1/generate/detect`` (or, in
+    ``NETWORK_PARAMS``, an option of the local networks the API has no field for)."""
 
     name: str  # widget name, snake_case
-    api_field: str  # the API's camelCase field
+    api_field: str  # the API's camelCase field; "" for a local-only option
     kind: ParamKind
     default: Any
     tooltip: str
@@ -114,6 +115,23 @@ PARAMS: dict[str, Param] = {
     )
 }
 
+# Options of the local network methods (those that need weights), named and ranged as in
+# comfyui_controlnet_aux, whose users set them on every preprocessor. The API has no such fields:
+# the scenario backend ignores them (``api_fields`` reads ``Modality.params`` only), and so do the
+# weight-free methods.
+NETWORK_PARAMS: dict[str, Param] = {
+    p.name: p
+    for p in (
+        Param(
+            "resolution", "", "int", 512,
+            "Local networks: the short side, in pixels, of the image the network sees (the map comes back "
+            "at the input's size). Higher finds finer detail on large images and costs time and memory; "
+            "lower is faster. Weight-free methods and the scenario backend ignore it.",
+            min=64, max=16384, step=64,
+        ),
+    )
+}
+
 # Cross-parameter rules: pairs (low, high) where low must not exceed high.
 ORDERED_PAIRS: tuple[tuple[str, str], ...] = (
     ("low_threshold", "high_threshold"),
@@ -128,10 +146,14 @@ MODALITIES: dict[str, Modality] = {
     m.name: m
     for m in (
         Modality(
-            "canny", "Canny edges of the grayscale image, white on black.",
+            "canny", "Canny edges of the RGB image (as ControlNet's canny annotator), white on black.",
             params=("low_threshold", "high_threshold"),
             local_methods=(
-                LocalMethod("opencv_canny", "OpenCV Canny on the grayscale image (weight-free).", raw_input=True),
+                LocalMethod("opencv_canny", "OpenCV Canny on the RGB image, as ControlNet's canny annotator "
+                            "(weight-free).", raw_input=True),
+                LocalMethod("opencv_canny_luma", "OpenCV Canny on the grayscale image, as ComfyUI core's "
+                            "Canny node (weight-free; faster, loses edges between colours of similar "
+                            "brightness).", raw_input=True),
             ),
         ),
         Modality(
@@ -268,11 +290,20 @@ def resolve_local_method(modality: str, method: str = AUTO_METHOD) -> LocalMetho
 
 
 def default_params() -> dict[str, Any]:
-    return {name: p.default for name, p in PARAMS.items()}
+    return {name: p.default for name, p in (PARAMS | NETWORK_PARAMS).items()}
+
+
+def network_methods(modality: Modality) -> list[str]:
+    """The `local_method` values that run a network for a modality (``auto`` when its default does):
+    where the ``NETWORK_PARAMS`` apply."""
+    names = [m.name for m in modality.local_methods if m.needs_weights]
+    if modality.local_methods and modality.local_methods[0].needs_weights:
+        names.insert(0, AUTO_METHOD)
+    return names
 
 
 class CheckedParams(dict):  # type: ignore[type-arg]
-    """Parameter values already found valid for ``modality`` (``run.check_params`` makes them), so
+    """Parameter values already found valid for ``modality`` (``params.check_params`` makes them), so
     each path (node, CLI; local or remote backend) validates once, not again at every layer."""
 
     def __init__(self, modality: str, params: dict[str, Any]) -> None:
@@ -291,9 +322,10 @@ def validation_errors(modality: Any, params: dict[str, Any]) -> list[str]:
     errors: list[str] = []
     if modality not in MODALITIES:
         errors.append(f"modality must be one of {', '.join(MODALITY_NAMES)}; got {modality!r}")
+    checked = PARAMS | NETWORK_PARAMS
     for name, value in params.items():
-        if name in PARAMS and value is not None:
-            problem = PARAMS[name].check(value)
+        if name in checked and value is not None:
+            problem = checked[name].check(value)
             if problem:
                 errors.append(problem)
     applies = MODALITIES[modality].params if modality in MODALITIES else tuple(PARAMS)

@@ -65,7 +65,9 @@ def test_detector_runs_once_loaded(models_dir: Path, modality: str, method: str,
     for person in (p for k in keypoints for p in k["people"]):
         assert modality == "pose" and len(person["pose_keypoints_2d"]) == 18 * 3
         assert len(person["hand_left_keypoints_2d"]) == 21 * 3 and len(person["face_keypoints_2d"]) == 70 * 3
-    assert all(MODELS.load_count(n) == before[n] + (0 if before[n] else 1) for n in names)
+    # At most one build per network (none when an earlier test of this module left it cached; other modules'
+    # runs count in the same process, so only the difference is ours).
+    assert all(MODELS.load_count(n) - before[n] <= 1 for n in names)
     loads = MODELS.load_count()
     second = fn(images, dict(PARAMS))
     if modality == "pose":

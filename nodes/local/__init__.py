@@ -80,6 +80,7 @@ def grayscale(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
 # Method name -> its runner, built on first use (the module is imported then).
 METHODS: dict[str, Callable[[], Runner]] = {
     "opencv_canny": lambda: Runner(_opencv().canny),
+    "opencv_canny_luma": lambda: Runner(_opencv().canny_luma),
     "levels": lambda: Runner(grayscale),
     "pencil": lambda: Runner(_opencv().sketch_pencil),
     "xdog": lambda: Runner(_opencv().scribble_xdog),

@@ -3,9 +3,10 @@
 Each detector has the local-method signature ``fn(images [B,H,W,3] float32 CPU, params) ->
 [B,H,W,3] float32 0..1`` with the input's H and W. Each network is described once at the end of
 this module (a ``networks.Network``: weight file, builder, input multiple, precision) and run by
-``networks.run_network``: the image is resized so its short side is ``params["resolution"]``
-(default 512, the size the networks were trained at), run in chunks (``Network.chunk``: one image
-per pass on a CPU, four on a GPU, or ``params["chunk"]``), and the map is resized back exactly.
+``networks.run_network``: the image is resized so its short side is ``params["resolution"]`` (the
+node's ``resolution`` widget and the CLI's ``--resolution``; default 512, the size the networks were
+trained at), run in chunks (``Network.chunk``: one image per pass on a CPU, four on a GPU, or
+``params["chunk"]``), and the map is resized back exactly.
 
 Only the network classes come from controlnet-aux; the weights are found or downloaded by
 ``weights.py`` (never ``hf_hub_download``), read with ``torch.load(weights_only=True)`` and loaded
@@ -176,11 +177,15 @@ def _mlsd_segments(out: torch.Tensor, score_thr: float, dist_thr: float, top_k: 
     return segments
 
 
+# controlnet-aux's MLSDdetector defaults (thr_v, thr_d), which ControlNet's mlsd maps were made with.
+MLSD_SCORE = 0.1
+MLSD_DISTANCE = 0.1
+
+
 def mlsd(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
     """M-LSD straight lines, 1-px-wide (scaled with the image) white on black."""
     need_aux()
     height, width = images.shape[1:3]
-    score = float(params.get("mlsd_score", 0.1))
 
     def run(loaded: Loaded, chunk: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         x = to_model(chunk, size, loaded) * 2.0 - 1.0
@@ -188,7 +193,7 @@ def mlsd(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
         # normalisation as the pixels in the original pipeline, hence 1/127.5 - 1, not 1.
         x = torch.cat([x, torch.full_like(x[:, :1], 1.0 / 127.5 - 1.0)], dim=1)
         x = x.contiguous(memory_format=torch.channels_last)  # see to_model
-        segs = _mlsd_segments(loaded.module(x), score, 0.1)
+        segs = _mlsd_segments(loaded.module(x), MLSD_SCORE, MLSD_DISTANCE)
         sx, sy = 2.0 * width / size[1], 2.0 * height / size[0]  # output is half the input size
         thickness = max(1, round(min(height, width) / 512))
         maps = np.zeros((chunk.shape[0], height, width), np.uint8)

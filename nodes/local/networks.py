@@ -31,6 +31,7 @@ class Network:
     build: Callable[[Path], torch.nn.Module]
     multiple: int  # both input sides must be multiples of this (the network's total downsampling)
     resolution: int = 512  # the short side it sees unless params["resolution"] says otherwise
+    scale: float = 1.0  # times that short side (Depth Anything: 518 at the default 512, its training size)
     half_ok: bool = True  # float16 on CUDA is safe for it (see models.pick_dtype)
     gpu_chunk: int = 4  # images per forward pass on a GPU (one on a CPU: see models.default_chunk)
 
@@ -45,7 +46,7 @@ class Network:
 
     def size(self, height: int, width: int, params: dict[str, Any]) -> tuple[int, int]:
         """(h, w) the network sees for an input of ``height`` x ``width``."""
-        return fit_size(height, width, network_resolution(params, self.resolution), self.multiple)
+        return fit_size(height, width, network_resolution(params, self.resolution) * self.scale, self.multiple)
 
     def chunk(self, params: dict[str, Any], loaded: Loaded) -> int:
         """Images per forward pass: ``params["chunk"]``, else one on a CPU and ``gpu_chunk`` elsewhere."""

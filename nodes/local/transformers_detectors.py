@@ -53,6 +53,9 @@ DEPTH_FILES = repo_files(DEPTH_REPO, "Depth Anything V2 Small", "99 MB")
 SEGMENTATION_FILES = repo_files(SEGMENTATION_REPO, "UperNet ConvNeXt-tiny ADE20K", "241 MB")
 
 DEPTH_RESOLUTION = 518  # Depth Anything V2's training size; sides must be multiples of its 14 px patch
+# ``resolution`` (default 512) is scaled by this for Depth Anything: the default gives its training
+# size, 518; other values in proportion (1024 -> 1036: 74 patches of 14 px).
+DEPTH_SCALE = DEPTH_RESOLUTION / 512
 DEPTH_MULTIPLE = 14
 SEGMENTATION_RESOLUTION = 512  # ADE20K models are trained on 512 px crops, tested at short side 512
 SEGMENTATION_MULTIPLE = 32  # ConvNeXt downsamples by 32
@@ -130,7 +133,7 @@ def build_segmentation_model(folder: Path) -> torch.nn.Module:
 
 
 DEPTH = Network(
-    "depth_anything_v2_small", DEPTH_FILES, build_depth_model, DEPTH_MULTIPLE, DEPTH_RESOLUTION, gpu_chunk=GPU_CHUNK
+    "depth_anything_v2_small", DEPTH_FILES, build_depth_model, DEPTH_MULTIPLE, scale=DEPTH_SCALE, gpu_chunk=GPU_CHUNK
 )
 SEGMENTATION = Network(
     "upernet_ade20k", SEGMENTATION_FILES, build_segmentation_model, SEGMENTATION_MULTIPLE, SEGMENTATION_RESOLUTION,
@@ -220,9 +223,10 @@ def segmentation_ade20k(images: torch.Tensor, params: dict[str, Any]) -> torch.T
         labels_at(predict_logits(loaded, chunk, size), chunk.shape[1], chunk.shape[2])))
 
 
-def remove_background(images: torch.Tensor, params: dict[str, Any] | None = None) -> torch.Tensor:
-    """Soft subject mask [B, H, W] 0..1 (1 = keep) from the ADE20K segmentation model."""
-    alpha = run_network(images, params or {}, SEGMENTATION, lambda loaded, chunk, size: subject_alpha(
+def remove_background(images: torch.Tensor) -> torch.Tensor:
+    """Soft subject mask [B, H, W] 0..1 (1 = keep) from the ADE20K segmentation model, at its own resolution
+    (grayscale has no ``resolution``: it is a weight-free method)."""
+    alpha = run_network(images, {}, SEGMENTATION, lambda loaded, chunk, size: subject_alpha(
         predict_logits(loaded, chunk, size), chunk.shape[1], chunk.shape[2])[..., None])
     return alpha[..., 0]
 
@@ -234,6 +238,6 @@ def grayscale_without_background(images: torch.Tensor, params: dict[str, Any]) -
     not depend on what surrounded it; the background is then made exactly black through the soft
     mask, whatever the levels would have turned black into.
     """
-    alpha = remove_background(sanitized(images), params)  # grayscale gets the raw batch (any channels, NaN)
+    alpha = remove_background(sanitized(images))  # grayscale gets the raw batch (any channels, NaN)
     gray = grayscale(images, params)
     return gray.mul_(alpha[..., None])

@@ -14,17 +14,17 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import host
 from ..modalities import MODALITIES, api_fields, validation_errors
-from . import background
+from . import network_loop
 from .cache import ResultCache, cache_enabled, cache_key
-from .client import RetryPolicy, ScenarioClient
+from .client import JOBS_PAGE, RetryPolicy, ScenarioClient
 from .credentials import Credentials, load_credentials
-from .errors import ScenarioBatchError, ScenarioError, ScenarioRequestError
+from .errors import ScenarioBatchError, ScenarioError, ScenarioRequestError, ScenarioTimeout
 from .jobs import JobOutcome, PollSchedule, Session, estimate, retry_sleep, run_job, upload_image
 
 log = logging.getLogger("scenario_detect.scenario")
@@ -44,6 +44,9 @@ DEFAULT_TIMEOUT_S = 300.0
 INTERRUPT_POLL_S = 0.05
 # How long a stopped batch waits for its jobs' cancel requests (each bounded by CANCEL_TIMEOUT_S).
 STOP_WAIT_S = 10.0
+# A whole run's hand-off to the network loop ends at most this long after its jobs' timeouts
+# (a stopped batch's cancels, closing the client).
+RUN_DEADLINE_MARGIN_S = 60.0
 
 
 @dataclass
@@ -242,18 +245,29 @@ class Progress:
         return lambda fraction: self.report(i, fraction)
 
 
+def interrupt_poll_s() -> float:
+    """How often the Cancel flag is read: ``SCENARIO_DETECT_INTERRUPT_POLL_S`` or 0.05 s. (A large
+    value leaves Cancel to the host's progress hook alone; the tests use it to cover that exit.)"""
+    try:
+        return max(0.01, float(os.environ.get("SCENARIO_DETECT_INTERRUPT_POLL_S", INTERRUPT_POLL_S)))
+    except ValueError:
+        return INTERRUPT_POLL_S
+
+
 async def _watch_interrupt(check_interrupt: Callable[[], bool]) -> None:
+    every = interrupt_poll_s()
     while not check_interrupt():
-        await asyncio.sleep(INTERRUPT_POLL_S)
+        await asyncio.sleep(every)
 
 
-async def gather_in_order(coros: list[Any], check_interrupt: Callable[[], bool] | None, labels: list[str]) -> list[Any]:
-    """Run tasks; results in input order. The first failure or an interrupt cancels the rest
-    (each job's RemoteJob cancels its remote job on the way out) and is raised."""
+async def watch_tasks(coros: list[Any], check_interrupt: Callable[[], bool] | None) -> None:
+    """Run the coroutines as tasks until all ended. An exception that escapes one (a bug, the host's
+    interrupt exception raised by a progress update) or the interrupt cancels the others (each job's
+    RemoteJob cancels its remote job on the way out) and is raised (``host.Interrupted`` for the flag)."""
     tasks = [asyncio.ensure_future(c) for c in coros]
     watcher = asyncio.ensure_future(_watch_interrupt(check_interrupt)) if check_interrupt else None
     pending = set(tasks)
-    failure: tuple[int, BaseException] | None = None
+    failure: BaseException | None = None
     interrupted = False
     try:
         while pending and failure is None and not interrupted:
@@ -262,28 +276,32 @@ async def gather_in_order(coros: list[Any], check_interrupt: Callable[[], bool] 
             for task in sorted(done - {watcher}, key=tasks.index):
                 pending.discard(task)
                 if failure is None and not task.cancelled() and task.exception() is not None:
-                    failure = (tasks.index(task), task.exception())
+                    failure = task.exception()
     finally:
         if watcher is not None:
             watcher.cancel()
         for task in pending:
             task.cancel()
         if pending:
-            # Let each task cancel its remote job; bounded so Cancel never hangs.
+            # Let each task cancel its remote job; bounded so Cancel never hangs (the cancels go on
+            # in the session's background if they need longer).
             await asyncio.wait(pending, timeout=STOP_WAIT_S)
         for task in tasks:  # the first failure is raised; later ones are consequences, not news
             if task.done() and not task.cancelled():
                 task.exception()
     if interrupted:
-        raise host.Interrupted("Scenario detect interrupted; the remote jobs were canceled")
-    if failure:
-        index, exc = failure
-        if len(tasks) == 1 or not isinstance(exc, ScenarioError):
-            raise exc
-        raise ScenarioBatchError(
-            f"Scenario detect failed on {labels[index]} of {len(tasks)}: {exc}", index=index, cause=exc
-        ) from None
-    return [t.result() for t in tasks]
+        raise host.Interrupted("Scenario detect interrupted")
+    if failure is not None:
+        raise failure
+
+
+@dataclass
+class BatchOutcome:
+    """What a batch's jobs came to, by index into the plan."""
+
+    done: dict[int, JobOutcome] = field(default_factory=dict)
+    failed: dict[int, ScenarioError] = field(default_factory=dict)
+    not_started: list[int] = field(default_factory=list)  # an earlier image failed first
 
 
 async def run_jobs(
@@ -296,27 +314,42 @@ async def run_jobs(
     progress: Progress,
     check_interrupt: Callable[[], bool] | None,
     poll_schedule: PollSchedule | None,
-) -> list[JobOutcome]:
-    """The jobs of ``todo`` (indices into the plan), at most ``concurrency`` at a time."""
+    on_done: Callable[[int, JobOutcome], Awaitable[None]],
+) -> BatchOutcome:
+    """The jobs of ``todo`` (indices into the plan), at most ``concurrency`` at a time. Each result
+    goes to ``on_done`` the moment its job succeeds (the cache keeps it, whatever happens to the
+    rest). After a job fails, jobs already running go on (they are paid for) and the others are not
+    started (a failing batch spends no more); the failures are returned, not raised."""
     from ..images import decode_image
 
     semaphore = asyncio.Semaphore(concurrency)
     plan = inputs.plan
+    batch = BatchOutcome()
 
-    async def one(i: int) -> JobOutcome:
+    async def one(i: int) -> None:
         async with semaphore:
-            return await run_job(
-                session,
-                inputs.body(session.client, i),  # awaited inside the job's timeout
-                plan.query,
-                timeout_s=timeout_s,
-                validate=decode_image,
-                on_progress=progress.of(i),
-                schedule=poll_schedule,
-                label=plan.label(i),
-            )
+            if batch.failed:
+                batch.not_started.append(i)
+                return
+            try:
+                outcome = await run_job(
+                    session,
+                    inputs.body(session.client, i),  # awaited inside the job's timeout
+                    plan.query,
+                    timeout_s=timeout_s,
+                    validate=decode_image,
+                    on_progress=progress.of(i),
+                    schedule=poll_schedule,
+                    label=plan.label(i),
+                )
+            except ScenarioError as exc:
+                batch.failed[i] = exc
+                return
+            batch.done[i] = outcome
+            await on_done(i, outcome)
 
-    return await gather_in_order([one(i) for i in todo], check_interrupt, [plan.label(i) for i in todo])
+    await watch_tasks([one(i) for i in todo], check_interrupt)
+    return batch
 
 
 # -- step 5: the output batch ----------------------------------------------------------------------
@@ -410,7 +443,7 @@ async def run_scenario(
     creds = credentials or load_credentials()
     inputs = Inputs(plan, inline_max_bytes, upload_max_bytes)
     if dry_run:
-        return await background.run_here(estimate_batch(plan, inputs, creds, policy))
+        return await estimate_batch(plan, inputs, creds, policy, timeout_s, check_interrupt)
     store = (cache or ResultCache()) if (cache_enabled() if use_cache is None else use_cache) else None
     progress = Progress(plan.count, on_progress)
     outcomes: list[JobOutcome | None] = [None] * plan.count
@@ -424,30 +457,130 @@ async def run_scenario(
     requests: dict[str, int] = {}
     if todo:
         concurrency = max(1, min(MAX_CONCURRENCY, concurrency or default_concurrency()))
-        client = ScenarioClient(creds, policy, max_connections=concurrency * 2 + 2, sleep=retry_sleep)
-
-        async def remote() -> list[JobOutcome]:
-            async with Session(client) as session:
-                return await run_jobs(
-                    session,
-                    inputs,
-                    todo,
-                    concurrency=concurrency,
-                    timeout_s=timeout_s,
-                    progress=progress,
-                    check_interrupt=check_interrupt,
-                    poll_schedule=poll_schedule,
-                )
-
-        try:
-            done = await background.run_here(remote())
-        finally:
-            requests = dict(client.stats)
-        for i, outcome in zip(todo, done, strict=True):
+        settings = RunSettings(concurrency, timeout_s, check_interrupt, poll_schedule, policy)
+        batch, requests = await run_remote(inputs, creds, todo, keys, store, progress, settings)
+        for i, outcome in batch.done.items():
             outcomes[i] = outcome
-            if store is not None:
-                await asyncio.to_thread(store.put, keys[i], outcome.content, outcome.asset_ids, outcome.cost)
     return summarize(plan, [o for o in outcomes if o is not None], keep_api_size, len(todo), inputs.messages, requests)
+
+
+@dataclass
+class RunSettings:
+    concurrency: int
+    timeout_s: float
+    check_interrupt: Callable[[], bool] | None
+    poll_schedule: PollSchedule | None
+    policy: RetryPolicy | None
+
+
+async def run_remote(
+    inputs: Inputs,
+    creds: Credentials,
+    todo: list[int],
+    keys: list[str],
+    store: ResultCache | None,
+    progress: Progress,
+    settings: RunSettings,
+) -> tuple[BatchOutcome, dict[str, int]]:
+    """The jobs of ``todo`` on the network loop (with a deadline), each result cached as it comes;
+    (what they came to, request counts). A failure, Cancel or stop raises, saying what was kept and spent."""
+    client = ScenarioClient(creds, settings.policy, max_connections=settings.concurrency * 2 + 2, sleep=retry_sleep)
+    session = Session(client)
+
+    async def keep(i: int, outcome: JobOutcome) -> None:
+        if store is not None:  # the moment it succeeded: a later failure of the batch cannot lose it
+            await asyncio.to_thread(store.put, keys[i], outcome.content, outcome.asset_ids, outcome.cost)
+
+    async def remote() -> BatchOutcome:
+        async with session:
+            return await run_jobs(
+                session,
+                inputs,
+                todo,
+                concurrency=settings.concurrency,
+                timeout_s=settings.timeout_s,
+                progress=progress,
+                check_interrupt=settings.check_interrupt,
+                poll_schedule=settings.poll_schedule,
+                on_done=keep,
+            )
+
+    waves = -(-len(todo) // settings.concurrency)
+    try:
+        batch = await network_loop.run_here(remote(), deadline_s=settings.timeout_s * waves + RUN_DEADLINE_MARGIN_S)
+    except BaseException as exc:  # Cancel, the host's interrupt, the deadline: say what it cost
+        how = "interrupted" if isinstance(exc, host.Interrupted) else f"stopped ({type(exc).__name__})"
+        message = stopped_message(session, store is not None, how)
+        log.warning("%s", message)
+        if isinstance(exc, host.Interrupted):
+            raise host.Interrupted(message) from None
+        raise
+    if batch.failed:
+        raise failed_batch_error(inputs.plan, batch, session, store is not None)
+    return batch, dict(client.stats)
+
+
+def spent_so_far(session: Session, finished: list[str]) -> str:
+    """What a stopped or failed run cost, never overstated as known: finished jobs' costs, and what
+    Scenario quoted for the jobs that did not finish (it may or may not bill those)."""
+    created = list(session.created.items())  # a copy: the network loop may still be adding to it
+    if not created:
+        return "Nothing was spent: no job was created."
+    done = [cost for job_id, cost in created if job_id in finished]
+    other = [cost for job_id, cost in created if job_id not in finished]
+    text = f"Spent so far: {cost_line(done)[1]} for {len(done)} finished job(s)" if done else "Spent so far: "
+    if other:
+        text += "; " if done else ""
+        text += f"{len(other)} unfinished job(s) quoted {cost_line(other)[1]} (Scenario may bill them)"
+    return text + "."
+
+
+def _kept_text(count: int, cached: bool) -> str:
+    if not count:
+        return "No map finished."
+    if cached:
+        return (
+            f"{count} finished map(s) were kept in the result cache: running again only sends the images "
+            "that did not finish."
+        )
+    return f"{count} map(s) finished but were not kept (the result cache is off: SCENARIO_DETECT_CACHE=0)."
+
+
+def _cancels_text(session: Session) -> str:
+    """Each job's cancel, true to what Scenario confirmed."""
+    cancels = dict(session.cancels)
+    lines = [result.said() for result in cancels.values()]
+    ended = set(session.ended)
+    pending = [j for j in list(session.created) if j not in cancels and j not in ended]
+    if pending:
+        lines.append(
+            f"job(s) {', '.join(pending)}: cancel still being tried in the background; they MAY STILL BE RUNNING "
+            f"(check {JOBS_PAGE})"
+        )
+    return "; ".join(lines)
+
+
+def stopped_message(session: Session, cached: bool, how: str = "interrupted") -> str:
+    """What a stopped run did: each job's cancel as confirmed, what was kept and spent."""
+    cancels = _cancels_text(session)
+    text = f"Scenario detect {how}" + (f": {cancels}." if cancels else ".")
+    return f"{text} {_kept_text(len(session.finished), cached)} {spent_so_far(session, session.finished)}"
+
+
+def failed_batch_error(plan: JobPlan, batch: BatchOutcome, session: Session, cached: bool) -> ScenarioError:
+    """One image: its own error; several: which failed and why, what was kept, what it cost."""
+    index, first = min(batch.failed.items())
+    tail = f" {spent_so_far(session, session.finished)}"
+    if plan.count == 1:
+        first.extend_message(tail)
+        return first
+    reasons = "; ".join(f"{plan.label(i)} of {plan.count}: {exc}" for i, exc in sorted(batch.failed.items()))
+    skipped = f" {len(batch.not_started)} image(s) were not started after the failure." if batch.not_started else ""
+    message = (
+        f"Scenario detect failed on {len(batch.failed)} of {plan.count} image(s): {reasons}.{skipped} "
+        f"{_kept_text(len(batch.done), cached)}{tail}"
+    )
+    return ScenarioBatchError(message, index=index, cause=first)
 
 
 def summarize(
@@ -489,14 +622,41 @@ def summarize(
 
 
 async def estimate_batch(
-    plan: JobPlan, inputs: Inputs, creds: Credentials, policy: RetryPolicy | None
+    plan: JobPlan,
+    inputs: Inputs,
+    creds: Credentials,
+    policy: RetryPolicy | None,
+    timeout_s: float,
+    check_interrupt: Callable[[], bool] | None,
 ) -> ScenarioResult:
-    """A dry run: the cost of one job (``dryRun``) times the number of jobs; nothing runs."""
+    """A dry run: the cost of one job (``dryRun``) times the number of jobs; nothing runs. Bounded
+    by ``timeout_s`` and stopped by the interrupt like a run."""
     import torch
 
-    async with ScenarioClient(creds, policy) as client:
-        each = await estimate(client, await inputs.body(client, 0), plan.query)
-        requests = dict(client.stats)
+    async def ask() -> tuple[float, dict[str, int]]:
+        async with ScenarioClient(creds, policy) as client:
+            try:
+                return await estimate(client, await inputs.body(client, 0), plan.query), dict(client.stats)
+            except asyncio.CancelledError:
+                log.info("Scenario cost estimate stopped (nothing is created by an estimate)")
+                raise
+
+    async def bounded() -> tuple[float, dict[str, int]]:
+        box: list[tuple[float, dict[str, int]]] = []
+
+        async def one() -> None:
+            box.append(await ask())
+
+        try:
+            await asyncio.wait_for(watch_tasks([one()], check_interrupt), timeout_s)
+        except asyncio.TimeoutError:
+            raise ScenarioTimeout(
+                f"Scenario's cost estimate did not come within timeout_s ({timeout_s:g} s); nothing was run. "
+                "Raise timeout_s or try again later."
+            ) from None
+        return box[0]
+
+    each, requests = await network_loop.run_here(bounded(), deadline_s=timeout_s + RUN_DEADLINE_MARGIN_S)
     total = each * plan.count
     inputs.messages.insert(
         0,

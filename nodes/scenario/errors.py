@@ -46,6 +46,10 @@ class ScenarioError(Exception):
         self.job_id = job_id
         self.status = status
 
+    def extend_message(self, text: str) -> None:
+        """Add ``text`` (scrubbed) to the message, e.g. what the run cost before it failed."""
+        self.args = (scrub(f"{self.args[0] if self.args else ''}{text}"),)
+
 
 class ScenarioAuthError(ScenarioError):
     """Missing, wrong or insufficient credentials (no key found, 401, 403)."""
@@ -85,11 +89,12 @@ class ScenarioJobFailed(ScenarioError):
 
 
 class ScenarioTimeout(ScenarioError):
-    """The job did not finish within the user's timeout; it was canceled remotely."""
+    """The job did not finish within the user's timeout; the message says whether Scenario confirmed its cancel."""
 
 
 class ScenarioBatchError(ScenarioError):
-    """One image of a batch failed; the message names which (``index`` is 0-based)."""
+    """Images of a batch failed; the message names each with its reason, what was kept and spent
+    (``index``: the first failed image, 0-based; ``cause``: its error)."""
 
     def __init__(self, message: str, index: int = 0, cause: ScenarioError | None = None):
         super().__init__(message, job_id=getattr(cause, "job_id", None), status=getattr(cause, "status", None))
