@@ -26,6 +26,7 @@ from .modalities import (
     NETWORK_PARAMS,
     PARAMS,
     REMOTE_OPTIONS,
+    CheckedParams,
     Param,
     all_local_method_names,
     resolve_local_method,
@@ -178,7 +179,8 @@ def detect_one(args: argparse.Namespace, source: Path, target: Path) -> list[dic
     frame = torch.from_numpy(decode_image(data, str(source), notes))[None]
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    params = {name: getattr(args, name) for name in (*PARAMS, *NETWORK_PARAMS)}
+    # Checked once, by parse_args (argparse ranges, then the pairs): the backends take them as they are.
+    params = CheckedParams(args.modality, {name: getattr(args, name) for name in (*PARAMS, *NETWORK_PARAMS)})
     if args.backend == "scenario":
         from .local.pose_keypoints import empty_frames
         from .scenario.entry import run_for_cli

@@ -86,14 +86,6 @@ def local_method_choices() -> dict[str, dict[str, str]]:
     return choices
 
 
-def extra_options(widget_name: str) -> dict[str, list[str]]:
-    """The extra option keys for one widget's schema input ({} for a widget that is always shown)."""
-    rule = widget_rules().get(widget_name)
-    if rule is None:
-        return {}
-    return {MODALITIES_KEY: list(rule["modalities"]), BACKENDS_KEY: list(rule["backends"])}
-
-
 def annotate_inputs(inputs: Iterable[Any]) -> list[Any]:
     """Attach the visibility rules to V3 schema inputs (``io.*.Input``) and return them as a list.
 

@@ -20,7 +20,7 @@ from scenario_detect.nodes.local import aux_detectors as ad
 from scenario_detect.nodes.local import run_local
 from scenario_detect.nodes.local.models import MODELS, ModelCache, fit_size
 from scenario_detect.nodes.local.pose_drawing import Point, draw_people
-from scenario_detect.nodes.local.weights import WeightsUnavailable
+from scenario_detect.nodes.local.weights import WeightFileUnusable, WeightsUnavailable
 
 pytest.importorskip("controlnet_aux")
 
@@ -117,7 +117,7 @@ def test_wrong_file_is_refused_strictly(models_dir: Path, tmp_path: Path) -> Non
     # A lineart file where the M-LSD file should be: strict loading names the path, no fallback.
     wrong = tmp_path / "mlsd_large_512_fp32.pth"
     wrong.write_bytes((models_dir / "lllyasviel" / "Annotators" / "sk_model.pth").read_bytes())
-    with pytest.raises(RuntimeError, match="does not hold the weights"):
+    with pytest.raises(WeightFileUnusable, match="holds the weights of another network"):
         ModelCache().get("mlsd", wrong, ad.build_mlsd)
 
 

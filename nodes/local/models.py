@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import host
+from .weights import built_from
 
 log = logging.getLogger("scenario_detect.models")
 
@@ -121,7 +122,7 @@ class ModelCache:
         dtype: torch.dtype,
     ) -> Loaded:
         log.info("Loading %s from %s on %s (%s)", key[0], path, device, dtype)
-        module = build(path)
+        module = built_from(path, build)  # a bad file: one WeightFileUnusable naming it, not the reader's error
         module.eval().requires_grad_(False)
         module.to(dtype=dtype)
         entry = Loaded(key, module, device, dtype)
@@ -222,7 +223,8 @@ def run_chunks(images: torch.Tensor, chunk: int, fn: Callable[[torch.Tensor], to
 
 def default_chunk(device: torch.device) -> int:
     """Images per forward pass. On CPU one at a time is fastest per image (measured at 512 px on
-    2 cores: batches of 4 cost 5-55 % more per image, cache-bound); GPUs gain from batching."""
+    2 cores: batches of 4 cost 5-55 % more per image, cache-bound); GPUs gain from batching (a
+    ``networks.Network`` may ask for larger GPU batches: ``gpu_chunk``)."""
     return 1 if device.type == "cpu" else 4
 
 

@@ -85,11 +85,7 @@ def grayscale_levels(gray: np.ndarray, factor: float, min_threshold: int, max_th
 
 
 def grayscale(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
-    if params.get("remove_background"):
-        # Needs a segmentation model (transformers, a download): imported only when asked for.
-        from .transformers_detectors import grayscale_without_background
-
-        return grayscale_without_background(images, params)
+    """Grayscale levels of the whole image (``remove_background`` is handled by ``local.grayscale``)."""
     factor = float(params["factor"])
     low, high = int(params["min_threshold"]), int(params["max_threshold"])
     return map_frames(
