@@ -111,7 +111,4 @@ def test_no_function_in_nodes_is_over_60_lines() -> None:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
                 long.append(f"{path.relative_to(NODES)}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
-    # cli.main and scenario's run_scenario belong to other work in progress (issue 15 item 6, the scenario
-    # backend); everything else must stay short.
-    others = ("cli.py:main ", "scenario/backend.py:run_scenario ")
-    assert [entry for entry in long if not entry.startswith(others)] == []
+    assert long == []
