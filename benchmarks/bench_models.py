@@ -146,7 +146,7 @@ def main() -> None:
             base_name = free[0].name
             base_ms = statistics.median(timed(lambda f=base_fn, p=params: f(one, p)) for _ in range(4 * args.repeats))
         for method in modality.local_methods:
-            if not method.entry.startswith("aux_detectors:") or (wanted and method.name not in wanted):
+            if not load_method(method).__module__.endswith(".aux_detectors") or (wanted and method.name not in wanted):
                 continue
             fn = load_method(method)
             MODELS.clear()

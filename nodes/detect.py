@@ -18,6 +18,7 @@ from .modalities import (
     DEFAULT_BACKEND,
     ESSENTIALS_CATEGORY,
     MODALITY_NAMES,
+    NETWORK_PARAMS,
     NODE_CATEGORY,
     NODE_DISPLAY_NAME,
     NODE_ID,
@@ -33,8 +34,8 @@ from .modalities import (
 from .widget_visibility import annotate_inputs
 
 
-def _param_input(param: Param) -> io.Input:
-    common = {"default": param.default, "tooltip": param.tooltip}
+def _param_input(param: Param, optional: bool = False) -> io.Input:
+    common = {"default": param.default, "tooltip": param.tooltip, "optional": optional}
     if param.kind == "bool":
         return io.Boolean.Input(param.name, **common)
     if param.kind == "int":
@@ -71,6 +72,9 @@ def schema_inputs() -> list[io.Input]:
         ),
         *(_param_input(param) for param in PARAMS.values()),
         *(_remote_input(option) for option in REMOTE_OPTIONS.values()),
+        # Added after the first release: optional and last, so a saved workflow (whose widget values
+        # are positional) or an API prompt without it still loads, with the default.
+        *(_param_input(param, optional=True) for param in NETWORK_PARAMS.values()),
     ])
 
 
@@ -157,16 +161,16 @@ class Detect(io.ComfyNode):
     ) -> io.NodeOutput:
         if backend == "scenario":
             from .local.pose_keypoints import empty_frames
-            from .run import check_params
-            from .scenario.node_run import run_for_node
+            from .params import check_params
+            from .scenario.entry import run_for_node
 
             maps, asset_ids, text = await run_for_node(image, modality, check_params(modality, params), params)
             # The API returns only images: one empty entry per map, with the map's size as canvas.
             keypoints = empty_frames(*maps.shape[:3])
             return io.NodeOutput(maps, asset_ids, keypoints, ui={"text": text})
         params = {k: v for k, v in params.items() if k not in REMOTE_OPTIONS}
+        from .local_thread import run_off_loop
         from .run import run_detect
-        from .worker import run_off_loop
 
         # Off the event loop: the prompt's other async nodes (remote jobs) keep polling meanwhile.
         maps, keypoints = await run_off_loop(run_detect, image, modality, params, local_method=local_method)

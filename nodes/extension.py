@@ -9,4 +9,7 @@ from .detect import Detect
 
 class DetectExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        from .scenario.network_loop import install_process_stop
+
+        install_process_stop()  # ComfyUI loads packs on its main thread: SIGTERM first cancels our Scenario jobs
         return [Detect]

@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
@@ -23,7 +24,7 @@ class Interrupted(Exception):
     """Raised when the user pressed Cancel; inside ComfyUI the host's own exception is raised."""
 
 
-# Set by nodes/worker.py for a run on its worker thread: the awaiting node task was cancelled
+# Set by nodes/local_thread.py for a run on its worker thread: the awaiting node task was cancelled
 # (its prompt failed or was interrupted elsewhere), so the run must stop at its next check even if
 # another node already consumed ComfyUI's global interrupt flag.
 _ABANDONED: ContextVar[threading.Event | None] = ContextVar("scenario_detect_abandoned", default=None)
@@ -41,6 +42,35 @@ def _abandoned() -> bool:
 def _throw_if_abandoned() -> None:
     if _abandoned():
         raise Interrupted("the local run was abandoned: its prompt was cancelled or failed")
+
+
+# Set by nodes/local_thread.py for a run on its worker thread inside ComfyUI: called before the run first
+# touches ComfyUI's model management (``load_models_gpu``), it blocks until ComfyUI's prompt thread is
+# parked, so no other node can load, move or free models until the run ends (see local_thread.py).
+_DEVICE_CLAIM: ContextVar[Callable[[], None] | None] = ContextVar("scenario_detect_device_claim", default=None)
+# Set by nodes/device_fallback.py while a method reruns on the CPU after failing on the device.
+_DEVICE_OVERRIDE: ContextVar[str | None] = ContextVar("scenario_detect_device_override", default=None)
+
+
+def set_device_claim(claim: Callable[[], None] | None) -> None:
+    _DEVICE_CLAIM.set(claim)
+
+
+def claim_device() -> None:
+    """Own the device for the rest of this run (a no-op outside a ComfyUI worker run)."""
+    claim = _DEVICE_CLAIM.get()
+    if claim is not None:
+        claim()
+
+
+@contextmanager
+def device_override(device: str) -> Iterator[None]:
+    """Within the block ``torch_device()`` answers ``device`` (the CPU rerun of a failed method)."""
+    token = _DEVICE_OVERRIDE.set(device)
+    try:
+        yield
+    finally:
+        _DEVICE_OVERRIDE.reset(token)
 
 
 def interrupted() -> bool:
@@ -82,9 +112,12 @@ def progress_bar(total: int) -> Callable[[float], None]:
 
 
 def torch_device():
-    """ComfyUI's compute device (GPU when it has one); the CPU elsewhere."""
+    """ComfyUI's compute device (GPU when it has one); the CPU elsewhere; during a device
+    fallback (``device_override``), the CPU."""
     import torch
 
+    if _DEVICE_OVERRIDE.get() is not None:
+        return torch.device(_DEVICE_OVERRIDE.get())
     if in_comfyui():
         import comfy.model_management as mm
 

@@ -14,6 +14,7 @@ import base64
 import io
 import logging
 import os
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
@@ -298,7 +299,9 @@ def decode_image(data: bytes, name: str = "", notes: list[str] | None = None) ->
             pixels = _float_rgb(image, rawmode, data, what, said)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         subject = f"{name} is not a readable image" if name else "the data is not a readable image"
-        raise ImageInputError(f"{subject} ({len(data)} bytes): {error}") from None
+        # PIL names the buffer by its repr ("cannot identify image file <_io.BytesIO object at 0x...>").
+        reason = re.sub(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>", "", str(error)) or type(error).__name__
+        raise ImageInputError(f"{subject} ({len(data)} bytes): {reason}") from None
     if orientation in _ORIENT:
         pixels = _ORIENT[orientation](pixels)
     for line in said:

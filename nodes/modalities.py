@@ -1,7 +1,9 @@
 """The one table of modalities and their parameters.
 
 Everything else reads this module: the node schema (``detect.py``), the Scenario API field mapping,
-the CLI, the web extension (served as JSON) and the docs. Nothing here imports torch, ComfyUI or
+the CLI, the web extension (its rules travel as option keys of the node's inputs in /object_info,
+see ``widget_visibility.py``) and the docs. Which function runs a local method is not here but
+beside the functions, in ``nodes/local/__init__.py`` (``METHODS``). Nothing here imports torch, ComfyUI or
 any optional library, so it is cheap to import anywhere.
 """
 
@@ -15,10 +17,11 @@ ParamKind = Literal["int", "float", "bool"]
 
 @dataclass(frozen=True)
 class Param:
-    """One tuning widget, mapped one-to-one to a field of ``POST /v1/generate/detect``."""
+    """One tuning widget, mapped one-to-one to a field of ``POST /v1/generate/detect`` (or, in
+    ``NETWORK_PARAMS``, an option of the local networks the API has no field for)."""
 
     name: str  # widget name, snake_case
-    api_field: str  # the API's camelCase field
+    api_field: str  # the API's camelCase field; "" for a local-only option
     kind: ParamKind
     default: Any
     tooltip: str
@@ -45,12 +48,10 @@ class Param:
 class LocalMethod:
     """One way to compute a modality on this machine."""
 
-    name: str  # unique across the table: it is a value of the node's `local_method` combo
+    # Unique across the table: it is a value of the node's `local_method` combo, and the key of its
+    # function in ``nodes.local.METHODS`` (kept there, beside the code, imported only when it runs).
+    name: str
     description: str
-    # "package.module:function", imported lazily relative to ``nodes.local``; the function has the
-    # signature ``(images: torch.Tensor [B,H,W,C] float32, params: dict) -> torch.Tensor [B,H,W,3]``,
-    # or returns ``(maps, keypoints)`` with one POSE_KEYPOINT entry per image (pose methods).
-    entry: str
     needs_weights: bool = False
     # What the first run downloads ("6.3 MB"), for the web extension's method labels; required when
     # ``needs_weights`` (tests/test_web_table.py checks it), empty for weight-free methods.
@@ -114,60 +115,75 @@ PARAMS: dict[str, Param] = {
     )
 }
 
+# Options of the local network methods (those that need weights), named and ranged as in
+# comfyui_controlnet_aux, whose users set them on every preprocessor. The API has no such fields:
+# the scenario backend ignores them (``api_fields`` reads ``Modality.params`` only), and so do the
+# weight-free methods.
+NETWORK_PARAMS: dict[str, Param] = {
+    p.name: p
+    for p in (
+        Param(
+            "resolution", "", "int", 512,
+            "Local networks: the short side, in pixels, of the image the network sees (the map comes back "
+            "at the input's size). Higher finds finer detail on large images and costs time and memory; "
+            "lower is faster. Weight-free methods and the scenario backend ignore it.",
+            min=64, max=16384, step=64,
+        ),
+    )
+}
+
 # Cross-parameter rules: pairs (low, high) where low must not exceed high.
 ORDERED_PAIRS: tuple[tuple[str, str], ...] = (
     ("low_threshold", "high_threshold"),
     ("min_threshold", "max_threshold"),
 )
 
-_OPENCV = "opencv_detectors"
-# Model-backed methods (controlnet-aux networks, transformers models). Where a weight-free method exists
+# Model-backed methods (controlnet-aux networks, transformers models): where a weight-free method exists
 # it stays first, so `auto` never starts a download nobody asked for; choosing the model by name
 # downloads its weights once (see nodes/local/weights.py).
-_AUX = "aux_detectors"
-_TRANSFORMERS = "transformers_detectors"
 
 MODALITIES: dict[str, Modality] = {
     m.name: m
     for m in (
         Modality(
-            "canny", "Canny edges of the grayscale image, white on black.",
+            "canny", "Canny edges of the RGB image (as ControlNet's canny annotator), white on black.",
             params=("low_threshold", "high_threshold"),
             local_methods=(
-                LocalMethod("opencv_canny", "OpenCV Canny on the grayscale image (weight-free).",
-                            f"{_OPENCV}:canny", raw_input=True),
+                LocalMethod("opencv_canny", "OpenCV Canny on the RGB image, as ControlNet's canny annotator "
+                            "(weight-free).", raw_input=True),
+                LocalMethod("opencv_canny_luma", "OpenCV Canny on the grayscale image, as ComfyUI core's "
+                            "Canny node (weight-free; faster, loses edges between colours of similar "
+                            "brightness).", raw_input=True),
             ),
         ),
         Modality(
             "depth", "Depth map, near is bright.",
             local_methods=(
                 LocalMethod("depth_anything_v2", "Depth Anything V2 Small (99 MB download), near = bright, "
-                            "normalised per image.", f"{_TRANSFORMERS}:depth_anything", needs_weights=True,
-                            download="99 MB"),
+                            "normalised per image.", needs_weights=True, download="99 MB"),
             ),
         ),
         Modality(
             "grayscale", "Grayscale image with contrast and a levels window.",
             params=("factor", "min_threshold", "max_threshold", "remove_background"),
             local_methods=(
-                LocalMethod("levels", "Luma, contrast factor and min..max window (weight-free).",
-                            f"{_OPENCV}:grayscale", raw_input=True),
+                LocalMethod("levels", "Luma, contrast factor and min..max window (weight-free).", raw_input=True),
             ),
         ),
         Modality(
             "lineart_anime", "Anime-style line art, white lines on black.",
             local_methods=(
                 LocalMethod("lineart_anime", "Anime lineart network (netG.pth, 218 MB, downloaded "
-                            "on first use).", f"{_AUX}:lineart_anime", needs_weights=True, download="218 MB"),
+                            "on first use).", needs_weights=True, download="218 MB"),
             ),
         ),
         Modality(
             "mlsd", "Straight line segments (M-LSD style), white on black.",
             local_methods=(
                 LocalMethod("opencv_lsd", "OpenCV line segment detector with a length filter "
-                            "(weight-free).", f"{_OPENCV}:mlsd_lines", raw_input=True),
+                            "(weight-free).", raw_input=True),
                 LocalMethod("mlsd_large", "M-LSD network (mlsd_large_512_fp32.pth, 6.3 MB, downloaded "
-                            "on first use).", f"{_AUX}:mlsd", needs_weights=True, download="6.3 MB"),
+                            "on first use).", needs_weights=True, download="6.3 MB"),
             ),
         ),
         Modality(
@@ -176,10 +192,10 @@ MODALITIES: dict[str, Modality] = {
             local_methods=(
                 LocalMethod("normal_bae", "BAE normal estimator, what ControlNet's normalbae model was "
                             "trained on (scannet.pt, 291 MB, downloaded on first use; slow on CPU).",
-                            f"{_AUX}:normal_bae", needs_weights=True, download="291 MB"),
+                            needs_weights=True, download="291 MB"),
                 LocalMethod("depth_anything_normals", "Normals from Depth Anything V2 Small's depth "
                             "(99 MB download; lighter and faster), Sobel gradients as ControlNet's normal-from-depth.",
-                            f"{_TRANSFORMERS}:normal_from_depth_anything", needs_weights=True, download="99 MB"),
+                            needs_weights=True, download="99 MB"),
             ),
         ),
         Modality(
@@ -188,11 +204,11 @@ MODALITIES: dict[str, Modality] = {
             local_methods=(
                 LocalMethod("dwpose", "DWPose body, hands and face drawn as OpenPose (YOLOX-l + RTMPose-l "
                             "TorchScript, 2 files, 352 MB, downloaded on first use; Apache-2.0).",
-                            "dwpose:pose_dwpose", needs_weights=True, download="352 MB"),
+                            needs_weights=True, download="352 MB"),
                 LocalMethod("openpose_body", "OpenPose body skeleton (body_pose_model.pth, 209 MB, "
-                            "downloaded on first use).", f"{_AUX}:pose_body", needs_weights=True, download="209 MB"),
+                            "downloaded on first use).", needs_weights=True, download="209 MB"),
                 LocalMethod("openpose_full", "OpenPose body, hands and face (three files, 510 MB, "
-                            "downloaded on first use; slow on CPU).", f"{_AUX}:pose_full",
+                            "downloaded on first use; slow on CPU).",
                             needs_weights=True, download="510 MB"),
             ),
         ),
@@ -200,12 +216,12 @@ MODALITIES: dict[str, Modality] = {
             "scribble", "Rough scribble lines, white on black.",
             local_methods=(
                 LocalMethod("xdog", "Extended difference of Gaussians, thresholded and thickened "
-                            "(weight-free).", f"{_OPENCV}:scribble_xdog", raw_input=True),
+                            "(weight-free).", raw_input=True),
                 LocalMethod("pidinet_scribble", "PiDiNet edges thinned to scribble lines "
                             "(table5_pidinet.pth, 2.9 MB, downloaded on first use).",
-                            f"{_AUX}:scribble_pidinet", needs_weights=True, download="2.9 MB"),
+                            needs_weights=True, download="2.9 MB"),
                 LocalMethod("hed_scribble", "HED edges thinned to scribble lines (ControlNetHED.pth, "
-                            "29 MB, downloaded on first use).", f"{_AUX}:scribble_hed", needs_weights=True,
+                            "29 MB, downloaded on first use).", needs_weights=True,
                             download="29 MB"),
             ),
         ),
@@ -213,19 +229,18 @@ MODALITIES: dict[str, Modality] = {
             "segmentation", "Semantic segmentation in the ADE20K palette.",
             local_methods=(
                 LocalMethod("upernet_ade20k", "UperNet ConvNeXt-tiny on ADE20K (241 MB download), in "
-                            "ControlNet's 150-colour palette.", f"{_TRANSFORMERS}:segmentation_ade20k",
+                            "ControlNet's 150-colour palette.",
                             needs_weights=True, download="241 MB"),
             ),
         ),
         Modality(
             "sketch", "Pencil-sketch lines, white on black.",
             local_methods=(
-                LocalMethod("pencil", "Dodge-blend pencil lines (weight-free).", f"{_OPENCV}:sketch_pencil",
-                            raw_input=True),
+                LocalMethod("pencil", "Dodge-blend pencil lines (weight-free).", raw_input=True),
                 LocalMethod("lineart", "Lineart network, fine lines (sk_model.pth, 17 MB, downloaded "
-                            "on first use).", f"{_AUX}:sketch_lineart", needs_weights=True, download="17 MB"),
+                            "on first use).", needs_weights=True, download="17 MB"),
                 LocalMethod("lineart_coarse", "Lineart network, coarse lines (sk_model2.pth, 17 MB, "
-                            "downloaded on first use).", f"{_AUX}:sketch_lineart_coarse", needs_weights=True,
+                            "downloaded on first use).", needs_weights=True,
                             download="17 MB"),
             ),
         ),
@@ -275,20 +290,42 @@ def resolve_local_method(modality: str, method: str = AUTO_METHOD) -> LocalMetho
 
 
 def default_params() -> dict[str, Any]:
-    return {name: p.default for name, p in PARAMS.items()}
+    return {name: p.default for name, p in (PARAMS | NETWORK_PARAMS).items()}
+
+
+def network_methods(modality: Modality) -> list[str]:
+    """The `local_method` values that run a network for a modality (``auto`` when its default does):
+    where the ``NETWORK_PARAMS`` apply."""
+    names = [m.name for m in modality.local_methods if m.needs_weights]
+    if modality.local_methods and modality.local_methods[0].needs_weights:
+        names.insert(0, AUTO_METHOD)
+    return names
+
+
+class CheckedParams(dict):  # type: ignore[type-arg]
+    """Parameter values already found valid for ``modality`` (``params.check_params`` makes them), so
+    each path (node, CLI; local or remote backend) validates once, not again at every layer."""
+
+    def __init__(self, modality: str, params: dict[str, Any]) -> None:
+        super().__init__(params)
+        self.modality = modality
 
 
 def validation_errors(modality: Any, params: dict[str, Any]) -> list[str]:
     """Every problem with a modality and its parameter values (empty when all is well).
 
     Only checks the parameters present in ``params``; missing ones take their defaults later.
+    ``CheckedParams`` of the same modality were checked already: nothing to report.
     """
+    if isinstance(params, CheckedParams) and params.modality == modality:
+        return []
     errors: list[str] = []
     if modality not in MODALITIES:
         errors.append(f"modality must be one of {', '.join(MODALITY_NAMES)}; got {modality!r}")
+    checked = PARAMS | NETWORK_PARAMS
     for name, value in params.items():
-        if name in PARAMS and value is not None:
-            problem = PARAMS[name].check(value)
+        if name in checked and value is not None:
+            problem = checked[name].check(value)
             if problem:
                 errors.append(problem)
     applies = MODALITIES[modality].params if modality in MODALITIES else tuple(PARAMS)
@@ -315,40 +352,6 @@ def api_fields(modality: str, params: dict[str, Any]) -> dict[str, Any]:
             value = bool(value)
         fields[param.api_field] = value
     return fields
-
-
-def as_json() -> dict[str, Any]:
-    """The table as plain data, for the web extension and the docs."""
-    return {
-        "modalities": {
-            m.name: {
-                "description": m.description,
-                "params": list(m.params),
-                "local_methods": [
-                    {"name": lm.name, "description": lm.description, "needs_weights": lm.needs_weights,
-                     "download": lm.download}
-                    for lm in m.local_methods
-                ],
-            }
-            for m in MODALITIES.values()
-        },
-        "params": {
-            p.name: {
-                "api_field": p.api_field, "kind": p.kind, "default": p.default, "min": p.min,
-                "max": p.max, "step": p.step, "tooltip": p.tooltip,
-            }
-            for p in PARAMS.values()
-        },
-        # The remote backend's section (defined at the end of this module).
-        "backends": list(BACKENDS),
-        "remote_options": {
-            o.name: {
-                "kind": o.kind, "default": o.default, "tooltip": o.tooltip, "maps_to": o.maps_to,
-                "min": o.min, "max": o.max, "step": o.step, "optional": o.optional,
-            }
-            for o in REMOTE_OPTIONS.values()
-        },
-    }
 
 
 # ------------------------------------------------------------------------------------------------

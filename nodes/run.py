@@ -7,22 +7,15 @@ from typing import Any
 
 import torch
 
+from .device_fallback import run_with_cpu_fallback
+from .errors import DetectError
 from .local import Detection, run_local
-from .modalities import AUTO_METHOD, PARAMS, validation_errors
+from .modalities import AUTO_METHOD, resolve_local_method
+from .params import check_params
+
+__all__ = ["DetectError", "check_params", "run_detect"]  # the first two live below both backends
 
 log = logging.getLogger("scenario_detect")
-
-
-class DetectError(ValueError):
-    """A detection cannot run as asked; the message says why and what to do."""
-
-
-def check_params(modality: str, params: dict[str, Any]) -> dict[str, Any]:
-    known = {name: value for name, value in params.items() if name in PARAMS}
-    errors = validation_errors(modality, known)
-    if errors:
-        raise DetectError("Detect: " + "; ".join(errors))
-    return known
 
 
 def run_detect(
@@ -31,7 +24,10 @@ def run_detect(
     """Control maps and pose keypoints for a batch with the local backend (the default)."""
     known = check_params(modality, params)
     try:
-        return run_local(images, modality, known, local_method)
+        spec = resolve_local_method(modality, local_method)
+        if not spec.needs_weights:  # OpenCV on the CPU: no device to fall back from
+            return run_local(images, modality, known, local_method)
+        return run_with_cpu_fallback(spec.name, lambda: run_local(images, modality, known, local_method))
     except ValueError as error:
         if isinstance(error, DetectError):
             raise

@@ -1,4 +1,5 @@
-"""Which Detect widgets apply to which modality and backend, derived from the table.
+"""Which Detect widgets apply to which modality and backend (and, for the network options such as
+``resolution``, which local method), derived from the table.
 
 The web extension (``web/detect_widgets.js``) hides the widgets that do not apply. It reads these
 rules from the node definition itself: ``annotate_inputs`` stores them as extra option keys on each
@@ -24,9 +25,18 @@ BACKENDS_KEY = "detect_backends"
 # ({modality: {method: label}}, "auto" first). The combo itself keeps every name, so the HTTP API and
 # old frontends accept any valid method; the extension narrows what the user is offered.
 METHODS_KEY = "detect_local_methods"
+# On the network options (``resolution``) only: per modality, the `local_method` values that run a
+# network ({modality: ["auto", "mlsd_large", ...]}, "auto" when the modality's default is one). The
+# widget shows only when the current modality's entry holds the current method.
+FOR_METHODS_KEY = "detect_for_methods"
 
 LOCAL = "local"  # the backend that runs on this machine; every other one is remote
 LOCAL_METHOD_WIDGET = "local_method"
+
+
+def network_method_rules() -> dict[str, list[str]]:
+    """Per modality with a network method, the `local_method` values the network options apply to."""
+    return {m.name: table.network_methods(m) for m in table.MODALITIES.values() if table.network_methods(m)}
 
 
 def widget_rules() -> dict[str, dict[str, list[str]]]:
@@ -47,6 +57,9 @@ def widget_rules() -> dict[str, dict[str, list[str]]]:
         "modalities": [m.name for m in table.MODALITIES.values() if m.local_methods],
         "backends": [LOCAL] if LOCAL in backends else backends,
     }
+    for name in table.NETWORK_PARAMS:
+        # Local networks only: the API has no such field. FOR_METHODS_KEY narrows it to their methods.
+        rules[name] = {"modalities": list(network_method_rules()), "backends": [LOCAL]}
     remote_backends = [b for b in backends if b != LOCAL]
     for name in table.REMOTE_OPTIONS:
         rules[name] = {"modalities": all_modalities, "backends": remote_backends}
@@ -73,14 +86,6 @@ def local_method_choices() -> dict[str, dict[str, str]]:
     return choices
 
 
-def extra_options(widget_name: str) -> dict[str, list[str]]:
-    """The extra option keys for one widget's schema input ({} for a widget that is always shown)."""
-    rule = widget_rules().get(widget_name)
-    if rule is None:
-        return {}
-    return {MODALITIES_KEY: list(rule["modalities"]), BACKENDS_KEY: list(rule["backends"])}
-
-
 def annotate_inputs(inputs: Iterable[Any]) -> list[Any]:
     """Attach the visibility rules to V3 schema inputs (``io.*.Input``) and return them as a list.
 
@@ -99,5 +104,7 @@ def annotate_inputs(inputs: Iterable[Any]) -> list[Any]:
         extra[BACKENDS_KEY] = list(rules[name]["backends"])
         if name == LOCAL_METHOD_WIDGET:
             extra[METHODS_KEY] = local_method_choices()
+        if name in table.NETWORK_PARAMS:
+            extra[FOR_METHODS_KEY] = network_method_rules()
         item.extra_dict = extra
     return annotated

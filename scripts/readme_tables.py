@@ -18,7 +18,7 @@ END = "<!-- END GENERATED: modalities -->"
 
 
 def render() -> str:
-    from scenario_detect.nodes.modalities import MODALITIES, PARAMS
+    from scenario_detect.nodes.modalities import MODALITIES, NETWORK_PARAMS, PARAMS
 
     lines = [
         "| modality | what you get | widgets that apply | local methods (first = `auto`) |",
@@ -35,11 +35,10 @@ def render() -> str:
         "| widget | API field | type | default | range | what it does |",
         "|---|---|---|---|---|---|",
     ]
-    for param in PARAMS.values():
+    for param in (*PARAMS.values(), *NETWORK_PARAMS.values()):
         span = "true / false" if param.kind == "bool" else f"{param.min:g} .. {param.max:g}"
-        lines.append(
-            f"| `{param.name}` | `{param.api_field}` | {param.kind} | `{param.default}` | {span} | {param.tooltip} |"
-        )
+        field = f"`{param.api_field}`" if param.api_field else "none (local networks)"
+        lines.append(f"| `{param.name}` | {field} | {param.kind} | `{param.default}` | {span} | {param.tooltip} |")
     return "\n".join(lines)
 
 

@@ -189,6 +189,52 @@ def pinned_overlay(tree: Path, packages: tuple[str, ...] = ("comfyui-workflow-te
     return target
 
 
+FRONTEND_PACKAGE = "comfyui-frontend-package"
+
+
+def newest_frontend_root(cache: Path | None = None, spec: str = FRONTEND_PACKAGE) -> Path:
+    """The ``static/`` folder of the newest ``comfyui-frontend-package`` on the package index (or of
+    ``spec``, e.g. ``comfyui-frontend-package==1.58.1``), for ComfyUI's ``--front-end-root``.
+
+    Users update that package far past the release ComfyUI pins. Downloaded into
+    ``<cache>/frontend-wheels/`` and extracted once into ``<cache>/frontend-<version>/static``.
+    """
+    cache = cache or cache_dir()
+    wheels = cache / "frontend-wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--dest", str(wheels)]
+    result = subprocess.run([*command, spec], capture_output=True, text=True, timeout=600)
+    # pip names the wheel it chose ("Saved ..." or "File was already downloaded ...").
+    chosen = [w for w in wheels.glob("comfyui_frontend_package-*.whl") if str(w) in result.stdout]
+    if result.returncode != 0 or not chosen:
+        raise RuntimeError(f"could not download {spec} (pip download):\n{(result.stdout + result.stderr)[-2000:]}")
+    wheel = chosen[0]
+    version = wheel.name.split("-")[1]
+    target = cache / f"frontend-{version}"
+    if (target / "static" / "index.html").is_file():
+        return target / "static"
+    staging = Path(tempfile.mkdtemp(prefix=".frontend-extract-", dir=cache))
+    try:
+        prefix = "comfyui_frontend_package/static/"
+        with zipfile.ZipFile(wheel) as archive:
+            for member in archive.infolist():
+                if member.filename.startswith(prefix) and not member.is_dir():
+                    destination = staging / "static" / member.filename[len(prefix) :]
+                    destination.parent.mkdir(parents=True, exist_ok=True)
+                    with archive.open(member) as src, open(destination, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+        if not (staging / "static" / "index.html").is_file():
+            raise RuntimeError(f"{wheel.name} has no {prefix}index.html")
+        try:
+            staging.rename(target)
+        except OSError:
+            if not (target / "static" / "index.html").is_file():  # not a concurrent run that won the race
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target / "static"
+
+
 # --------------------------------------------------------------------------------------------------
 # Server
 # --------------------------------------------------------------------------------------------------
@@ -199,7 +245,8 @@ class ServerOptions:
     """What a test session adds to the ComfyUI server it starts.
 
     extra_paths: extra_model_paths.yaml entries, folder name -> path or list of paths
-        (e.g. ``{"depth_anything": "/tmp/models/depth"}``); ``custom_nodes`` is added for our pack.
+        (e.g. ``{"depth_anything": "/tmp/models/depth"}``); ``custom_nodes`` is added for our pack
+        (a test's own ``custom_nodes`` folders load beside it).
     env: variables set in the server's environment (on top of this process's, minus SCRUBBED_ENV,
         with HOME and XDG_CONFIG_HOME inside the server's own temporary folder).
     args: extra command-line arguments for ``main.py``.
@@ -500,6 +547,9 @@ def start_server(
 
     extra_paths: dict[str, str | list[str]] = {"custom_nodes": str(root / "custom_nodes")}
     extra_paths.update(options.extra_paths)
+    if "custom_nodes" in options.extra_paths:  # a test's own node folders load beside our pack
+        added = options.extra_paths["custom_nodes"]
+        extra_paths["custom_nodes"] = [str(root / "custom_nodes"), *([added] if isinstance(added, str) else added)]
     section = {key: "\n".join(value) if isinstance(value, list) else str(value) for key, value in extra_paths.items()}
     config = root / "extra_model_paths.yaml"
     config.write_text(json.dumps({"scenario_detect_tests": section}, indent=2))  # JSON is YAML
@@ -580,9 +630,12 @@ def _wait_until_ready(server: ComfyServer, timeout: float) -> None:
 
 
 if __name__ == "__main__":
-    # `python tests/comfy_host.py provision` prints the ComfyUI tree's path (used by .ci/run).
+    # `python tests/comfy_host.py provision` prints the ComfyUI tree's path (used by .ci/run);
+    # `... newest-frontend` the static folder of the newest comfyui-frontend-package.
     if sys.argv[1:] == ["provision"]:
         print(comfyui_dir())
+    elif sys.argv[1:] == ["newest-frontend"]:
+        print(newest_frontend_root())
     else:
-        print("usage: python tests/comfy_host.py provision", file=sys.stderr)
+        print("usage: python tests/comfy_host.py provision | newest-frontend", file=sys.stderr)
         raise SystemExit(2)

@@ -51,7 +51,7 @@ import pytest
 
 pytest_plugins = ["pytester"]  # tests/test_no_real_api.py runs a session of its own to test the guard
 
-GUARD_ENV = "SCENARIO_DETECT_TEST_GUARD"  # read by nodes/scenario/client.py
+GUARD_ENV = "SCENARIO_DETECT_TEST_GUARD"  # read by nodes/scenario/guard.py
 
 
 class RealApiGuard:

@@ -607,12 +607,17 @@ class _Handler(BaseHTTPRequestHandler):
             if fault is not None:
                 fault.times -= 1
                 fault.hits += 1
-        if fault is not None and fault.action in ("status", "html", "drop", "reset", "bad_encoding", "delay"):
+        if fault is not None and fault.action == "delay":
+            # The request is carried out at once (a detect creates its job when create_job is set),
+            # and only its answer comes late: one POST, one job.
+            created = self._created_before_answer(body, query, fault)
+            time.sleep(fault.delay_s)
+            if created is not None:
+                return self._send(200, self._detect_answer(created))
+        elif fault is not None and fault.action in ("status", "html", "drop", "reset", "bad_encoding"):
             if fault.create_job and path == "/v1/generate/detect" and isinstance(body, dict):
                 self._detect(body, query, respond=False)
-            if fault.action == "delay":
-                time.sleep(fault.delay_s)
-            elif fault.action == "drop":
+            if fault.action == "drop":
                 return self._drop()
             elif fault.action == "reset":
                 return self._reset()
@@ -749,8 +754,13 @@ class _Handler(BaseHTTPRequestHandler):
             )
         fields = {k: v for k, v in body.items() if k in FIELDS}
         job = fake.create_job(modality, fields, input_asset)
+        self._created = job
         if not respond:
             return None
+        return self._send(200, self._detect_answer(job))
+
+    def _detect_answer(self, job: Job) -> dict[str, Any]:
+        fake = self.server_fake
         payload: dict[str, Any] = {"creativeUnitsDiscount": 0}
         if job.cost is not None:
             payload["creativeUnitsCost"] = job.cost
@@ -758,7 +768,17 @@ class _Handler(BaseHTTPRequestHandler):
             job.duration = 0.0
             payload["asset"] = fake.asset_json(fake.assets[fake._result_asset(job)])
         payload["job"] = fake.job_json(job)
-        return self._send(200, payload)
+        return payload
+
+    def _created_before_answer(self, body: Any, query: dict[str, str], fault: Fault) -> Job | None:
+        """For a delayed detect with ``create_job``: the job it created (None if it was refused)."""
+        if not (fault.create_job and self._record.path == "/v1/generate/detect" and isinstance(body, dict)):
+            return None
+        if not self._authorized():
+            return None
+        self._created = None
+        self._detect(body, query, respond=False)
+        return self._created
 
     def _content(self, path: str, query: dict[str, str], fault: Fault | None) -> None:
         fake = self.server_fake

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 import torch
 from fake_scenario import FakeScenario
 
@@ -20,6 +22,18 @@ FAST_POLICY = dict(
 FAST_POLLS = PollSchedule(first_s=0.03, steady_until_s=0.3, growth=1.5, max_s=0.2)
 
 FORBIDDEN = ("Authorization", "Signature", "X-Amz", "Basic ")
+
+
+def fake_fixture(job_seconds: float = 0.15) -> Any:
+    """The one ``fake`` fixture of the in-process tests: ``fake = fake_fixture(0.1)`` in a test
+    module gives its tests a fresh fake Scenario server each (a test may change ``job_seconds``)."""
+
+    @pytest.fixture()
+    def fake() -> Iterator[FakeScenario]:
+        with FakeScenario(job_seconds=job_seconds) as server:
+            yield server
+
+    return fake
 
 
 def creds(fake: FakeScenario) -> Credentials:

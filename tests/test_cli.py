@@ -151,7 +151,136 @@ def test_keypoints_file_has_one_entry_per_input(photo, tmp_path):
     assert result.returncode == 0, result.stderr
     # Non-pose modality: no people, canvas = each input's own size (the second is rotated: 60 x 80).
     assert json.loads(target.read_text()) == [
-        {"canvas_width": 80, "canvas_height": 60, "people": []},
-        {"canvas_width": 60, "canvas_height": 80, "people": []},
+        {"file": str(photo), "canvas_width": 80, "canvas_height": 60, "people": []},
+        {"file": str(second), "canvas_width": 60, "canvas_height": 80, "people": []},
     ]
     assert f"keypoints -> {target} (0 people in 2 images)" in result.stdout
+
+
+# -- rough edges of a real run (issue 15.6) --
+
+
+def _bogus(path):
+    path.write_text("not an image")
+    return path
+
+
+def test_an_unreadable_image_is_named_without_object_reprs(tmp_path):
+    bogus = _bogus(tmp_path / "bogus.png")
+    result = cli(str(bogus), "-o", str(tmp_path / "x.png"))
+    assert result.returncode == 2
+    assert f"error: {bogus} is not a readable image" in result.stderr
+    assert " at 0x" not in result.stderr and "<_io" not in result.stderr
+
+
+def test_keypoints_keep_a_failed_input_in_its_place(photo, tmp_path):
+    import json
+
+    bogus, second = _bogus(tmp_path / "bogus.png"), tmp_path / "second.png"
+    Image.open(photo).rotate(90, expand=True).save(second)
+    target = tmp_path / "k.json"
+    result = cli(str(photo), str(bogus), str(second), "-o", str(tmp_path / "maps"), "--keypoints", str(target))
+    assert result.returncode == 1
+    entries = json.loads(target.read_text())
+    assert [entry["file"] for entry in entries] == [str(photo), str(bogus), str(second)]
+    assert entries[0]["canvas_width"] == 80 and entries[2]["canvas_width"] == 60
+    assert "people" not in entries[1] and "not a readable image" in entries[1]["error"]
+    assert f"keypoints -> {target} (0 people in 2 images; 1 failed input)" in result.stdout
+
+
+def test_inputs_with_the_same_name_get_unique_outputs_and_a_note(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = tmp_path / "a" / "x.png", tmp_path / "b" / "x.png"
+    Image.new("RGB", (40, 30), (255, 255, 255)).save(first)
+    Image.new("RGB", (40, 30), (0, 0, 0)).save(second)
+    out = tmp_path / "maps"
+    result = cli(str(first), str(second), "-m", "grayscale", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["x_grayscale.png", "x_grayscale_2.png"]
+    assert np.asarray(Image.open(out / "x_grayscale.png").convert("L")).min() == 255
+    assert np.asarray(Image.open(out / "x_grayscale_2.png").convert("L")).max() == 0
+    assert f"note: {second} is written to {out / 'x_grayscale_2.png'}" in result.stderr
+
+
+@pytest.mark.parametrize(("extension", "format_name"),
+                         [(".png", "PNG"), (".jpg", "JPEG"), (".jpeg", "JPEG"), (".webp", "WEBP"), (".tif", "TIFF")])
+def test_the_output_extension_decides_the_format(photo, tmp_path, extension, format_name):
+    out = tmp_path / f"map{extension}"
+    result = cli(str(photo), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    with Image.open(out) as written:
+        assert written.format == format_name and written.size == (80, 60)
+        if format_name != "JPEG":  # lossless formats: the very map
+            reference = cli(str(photo), "-o", str(tmp_path / "ref.png"))
+            assert reference.returncode == 0
+            assert np.array_equal(np.asarray(written.convert("RGB")),
+                                  np.asarray(Image.open(tmp_path / "ref.png").convert("RGB")))
+
+
+@pytest.mark.parametrize(
+    ("outputs", "fragment"),
+    [("maps.gif", "cannot write .gif files; use one of .png, .jpg"), ("maps.png", "names one file but 2 inputs")],
+)
+def test_an_output_that_cannot_work_is_refused_before_anything_runs(photo, tmp_path, outputs, fragment):
+    inputs = [str(photo)] if outputs.endswith(".gif") else [str(photo), str(photo)]
+    result = cli(*inputs, "-o", str(tmp_path / outputs))
+    assert result.returncode == 2
+    assert fragment in result.stderr
+    assert list(tmp_path.iterdir()) == [photo]
+
+
+def test_a_range_error_is_one_message_at_argument_time(photo, tmp_path):
+    script = (
+        "import sys\nfrom scenario_detect.nodes import cli\n"
+        "try:\n    cli.main(sys.argv[1:])\nexcept SystemExit as done:\n"
+        "    print('exit', done.code, 'torch' in sys.modules, 'cv2' in sys.modules)\n"
+    )
+    args = [str(photo), "--low-threshold", "300", "--high-threshold", "200", "-o", str(tmp_path / "x.png")]
+    result = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120)
+    assert "exit 2 False False" in result.stdout  # refused before torch or OpenCV were imported
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert errors == ["python -m scenario_detect: error: argument --low-threshold: "
+                      "low_threshold=300 is above its maximum 255"]
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_plurals_and_a_summary_line_on_every_failure(photo, tmp_path):
+    bogus, other = _bogus(tmp_path / "bogus.png"), _bogus(tmp_path / "other.png")
+    some = cli(str(photo), str(bogus), "-o", str(tmp_path / "some"), "--keypoints", str(tmp_path / "k.json"))
+    assert some.returncode == 1
+    assert f"error: 1 of 2 inputs failed ({bogus}); the other one was written" in some.stderr
+    assert "(0 people in 1 image; 1 failed input)" in some.stdout
+    every = cli(str(bogus), str(other), "-o", str(tmp_path / "none"))
+    assert every.returncode == 2
+    assert every.stderr.splitlines()[-1] == f"error: 2 of 2 inputs failed ({bogus}, {other}); nothing was written"
+    single = cli(str(bogus), "-o", str(tmp_path / "one.png"))
+    assert single.stderr.splitlines()[-1] == f"error: 1 of 1 input failed ({bogus}); nothing was written"
+
+
+def test_help_shows_defaults_and_each_modalitys_methods():
+    from scenario_detect.nodes.modalities import MODALITIES
+
+    result = cli("--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())  # argparse wraps lines
+    assert "(default: canny)" in text and "(default: auto)" in text and "(default: 100)" in text
+    lines = result.stdout.splitlines()
+    for modality in MODALITIES.values():
+        [line] = [line for line in lines if line.startswith(f"  {modality.name}: ")]
+        assert all(method.name in line for method in modality.local_methods), line
+    assert "pidinet_scribble" not in next(line for line in lines if line.startswith("  canny: "))
+
+
+def test_the_readme_example_writes_where_git_ignores():
+    import re
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    [output] = re.findall(r"python -m scenario_detect docs/images/example_input.png .*?-o (\S+)", readme)[:1]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    ignored = subprocess.run(["git", "check-ignore", "-q", output], cwd=root, timeout=30)
+    assert ignored.returncode == 0, f"{output} (README's first command) is not ignored by git"

@@ -211,23 +211,25 @@ def test_pose_keypoint_output_of_a_non_pose_modality(comfy_server: ComfyServer, 
     assert value == [{"canvas_width": WIDTH, "canvas_height": HEIGHT, "people": []}] * 2
 
 
-def test_canny_matches_opencv_reference(comfy_server: ComfyServer, uploaded: str, test_image: Image.Image) -> None:
+@pytest.mark.parametrize("method", ["opencv_canny", "opencv_canny_luma"])
+def test_canny_matches_opencv_reference(
+    comfy_server: ComfyServer, uploaded: str, test_image: Image.Image, method: str
+) -> None:
     low, high = 60, 150
     history = comfy_server.run(
-        detect_graph(
-            comfy_server,
-            uploaded,
-            modality="canny",
-            local_method=weight_free_method("canny"),
-            low_threshold=low,
-            high_threshold=high,
-        )
+        detect_graph(comfy_server, uploaded, modality="canny", local_method=method, low_threshold=low,
+                     high_threshold=high)
     )
     [path] = comfy_server.output_images(history)
     result = read_png(path)
 
     assert result.shape == (HEIGHT, WIDTH, 3)
     assert (result[..., 0] == result[..., 1]).all() and (result[..., 0] == result[..., 2]).all()
+    if method == "opencv_canny":  # ControlNet's canny annotator: cv2.Canny on the RGB image, pixel for pixel
+        reference = cv2.Canny(np.asarray(test_image.convert("RGB")), low, high)
+        assert reference.any(), "the test image should have edges"
+        assert np.array_equal(result[..., 0], reference)
+        return
     reference = cv2.Canny(luma_u8(test_image), low, high)
     assert reference.any(), "the test image should have edges"
     differing = np.count_nonzero(result[..., 0] != reference)
@@ -291,8 +293,7 @@ def test_batch_of_three_gives_three_maps(comfy_server: ComfyServer) -> None:
         result = read_png(path)
         assert result.shape == (HEIGHT, WIDTH, 3)
         # Each map is the canny of its own image, in batch order.
-        reference = cv2.Canny(luma_u8(image), low, high)
-        assert np.count_nonzero(result[..., 0] != reference) <= CANNY_MAX_DIFFERING_FRACTION * reference.size
+        assert np.array_equal(result[..., 0], cv2.Canny(np.asarray(image.convert("RGB")), low, high))
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,8 @@
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -25,7 +27,7 @@ def test_readme_holds_the_two_newcomer_commands():
 
 
 def test_requirements_match_pyproject_dependencies():
-    import tomllib
+    tomllib = pytest.importorskip("tomllib")  # 3.11+
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     declared = sorted(project["dependencies"])

@@ -22,7 +22,7 @@ import pytest
 import random_weights
 import torch
 
-from scenario_detect.nodes.local import dwpose, dwpose_nets, run_local
+from scenario_detect.nodes.local import dwpose, dwpose_nets, load_method, run_local
 from scenario_detect.nodes.local.models import MODELS, Loaded
 from scenario_detect.nodes.local.weights import WeightsUnavailable
 from scenario_detect.nodes.modalities import resolve_local_method
@@ -78,8 +78,8 @@ def _loaded() -> tuple:
 
 def test_dwpose_is_the_pose_auto_method_and_openpose_stays_by_name() -> None:
     assert resolve_local_method("pose").name == "dwpose"
-    assert resolve_local_method("pose", "openpose_body").entry.endswith(":pose_body")
-    assert resolve_local_method("pose", "openpose_full").entry.endswith(":pose_full")
+    assert load_method(resolve_local_method("pose", "openpose_body")).__name__ == "pose_body"
+    assert load_method(resolve_local_method("pose", "openpose_full")).__name__ == "pose_full"
 
 
 # --- loading the released container -------------------------------------------------------------------------------

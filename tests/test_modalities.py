@@ -81,14 +81,6 @@ def test_local_methods_resolve_or_explain():
     assert names[0] == "auto" and len(names) == len(set(names))
 
 
-def test_table_as_json_is_plain_data():
-    import json
-
-    data = json.loads(json.dumps(table.as_json()))
-    assert list(data["modalities"]) == API_MODALITIES
-    assert data["params"]["low_threshold"]["api_field"] == "lowThreshold"
-
-
 def test_node_id_is_namespaced_and_frozen() -> None:
     # Saved workflows and API prompts name the node by this id: changing it breaks every one of them.
     from pathlib import Path

@@ -20,7 +20,7 @@ from scenario_detect.nodes.local import aux_detectors as ad
 from scenario_detect.nodes.local import run_local
 from scenario_detect.nodes.local.models import MODELS, ModelCache, fit_size
 from scenario_detect.nodes.local.pose_drawing import Point, draw_people
-from scenario_detect.nodes.local.weights import WeightsUnavailable
+from scenario_detect.nodes.local.weights import WeightFileUnusable, WeightsUnavailable
 
 pytest.importorskip("controlnet_aux")
 
@@ -65,7 +65,9 @@ def test_detector_runs_once_loaded(models_dir: Path, modality: str, method: str,
     for person in (p for k in keypoints for p in k["people"]):
         assert modality == "pose" and len(person["pose_keypoints_2d"]) == 18 * 3
         assert len(person["hand_left_keypoints_2d"]) == 21 * 3 and len(person["face_keypoints_2d"]) == 70 * 3
-    assert all(MODELS.load_count(n) == before[n] + (0 if before[n] else 1) for n in names)
+    # At most one build per network (none when an earlier test of this module left it cached; other modules'
+    # runs count in the same process, so only the difference is ours).
+    assert all(MODELS.load_count(n) - before[n] <= 1 for n in names)
     loads = MODELS.load_count()
     second = fn(images, dict(PARAMS))
     if modality == "pose":
@@ -115,7 +117,7 @@ def test_wrong_file_is_refused_strictly(models_dir: Path, tmp_path: Path) -> Non
     # A lineart file where the M-LSD file should be: strict loading names the path, no fallback.
     wrong = tmp_path / "mlsd_large_512_fp32.pth"
     wrong.write_bytes((models_dir / "lllyasviel" / "Annotators" / "sk_model.pth").read_bytes())
-    with pytest.raises(RuntimeError, match="does not hold the weights"):
+    with pytest.raises(WeightFileUnusable, match="holds the weights of another network"):
         ModelCache().get("mlsd", wrong, ad.build_mlsd)
 
 

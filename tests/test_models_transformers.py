@@ -25,7 +25,7 @@ from scenario_detect.nodes.local import depth_maps
 from scenario_detect.nodes.local import transformers_detectors as td
 from scenario_detect.nodes.local.ade20k import ADE20K_NAMES, ADE20K_PALETTE, SUBJECT_CLASSES
 from scenario_detect.nodes.local.models import MODELS
-from scenario_detect.nodes.local.weights import WeightsUnavailable
+from scenario_detect.nodes.local.weights import WeightFileUnusable, WeightsUnavailable
 
 # -- pure post-processing --
 
@@ -191,15 +191,14 @@ def test_detector_output_is_same_size_three_channels_and_deterministic(models_di
 def test_a_batch_gives_the_same_maps_as_one_image_at_a_time(models_dir: Path) -> None:
     # The CPU runs one image per chunk, a GPU several: both must give the same maps.
     batch = images()
-    depth_model, depth_folder = td.depth_model()
-    seg_model, seg_folder = td.segmentation_model()
+    depth_model, seg_model = td.DEPTH.load(), td.SEGMENTATION.load()
     with torch.inference_mode():
-        depth = td.predict_depth(depth_model, depth_folder, batch)
-        logits = td.predict_logits(seg_model, seg_folder, batch)
+        depth = td.predict_depth(depth_model, batch)
+        logits = td.predict_logits(seg_model, batch)
         for index in range(batch.shape[0]):
             single = batch[index : index + 1]
-            assert torch.allclose(depth[index], td.predict_depth(depth_model, depth_folder, single)[0], atol=1e-5)
-            assert torch.allclose(logits[index], td.predict_logits(seg_model, seg_folder, single)[0], atol=1e-4)
+            assert torch.allclose(depth[index], td.predict_depth(depth_model, single)[0], atol=1e-5)
+            assert torch.allclose(logits[index], td.predict_logits(seg_model, single)[0], atol=1e-4)
 
 
 def test_depth_is_gray_and_normals_face_the_viewer(models_dir: Path) -> None:
@@ -245,7 +244,7 @@ def test_wrong_kind_of_segmentation_model_is_refused_clearly(tmp_path: Path) -> 
     backbone = ConvNextConfig(hidden_sizes=[8, 8, 8, 8], depths=[1, 1, 1, 1], out_features=["stage1", "stage4"])
     config = UperNetConfig(backbone_config=backbone, hidden_size=8, use_auxiliary_head=False, num_labels=19)
     UperNetForSemanticSegmentation(config).save_pretrained(str(tmp_path))
-    with pytest.raises(ValueError, match="ADE20K model with 150 classes"):
+    with pytest.raises(WeightFileUnusable, match="ADE20K model with 150 classes"):
         td.build_segmentation_model(tmp_path)
 
 

@@ -15,16 +15,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scenario_detect.nodes.scenario.client import GUARD_ENV, ScenarioClient, TestGuardBlocked
+from scenario_detect.nodes.scenario.client import ScenarioClient
 from scenario_detect.nodes.scenario.credentials import (
     CREDENTIAL_ENV,
-    DEFAULT_BASE_URL,
     Credentials,
     config_path,
-    is_loopback_host,
     load_credentials,
 )
 from scenario_detect.nodes.scenario.errors import ScenarioAuthError, ScenarioError
+from scenario_detect.nodes.scenario.guard import GUARD_ENV, TestGuardBlocked
+from scenario_detect.nodes.scenario.urls import DEFAULT_BASE_URL, is_loopback_host
 
 pytestmark = pytest.mark.timeout(120)
 

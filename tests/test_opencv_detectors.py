@@ -1,5 +1,7 @@
 """Weight-free detectors, asserted on pixels."""
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -7,7 +9,7 @@ import torch
 
 from scenario_detect.nodes.images import gray_u8
 from scenario_detect.nodes.local import run_local
-from scenario_detect.nodes.local.opencv_detectors import grayscale_levels
+from scenario_detect.nodes.local.opencv_detectors import canny_input_u8, grayscale_levels
 from scenario_detect.nodes.run import DetectError, run_detect
 
 WEIGHT_FREE = ["canny", "grayscale", "mlsd", "scribble", "sketch"]
@@ -22,20 +24,72 @@ def scene(height: int = 96, width: int = 128) -> torch.Tensor:
     return torch.from_numpy(canvas.astype(np.float32) / 255)[None]
 
 
-def test_canny_equals_cv2_canny_of_the_luma():
+def photos() -> list[np.ndarray]:
+    """Non-square photo-like uint8 RGB images: scikit-image's sample photos (a controlnet-aux
+    dependency), a portrait crop, and the README's example input."""
+    from skimage import data
+
+    example = cv2.cvtColor(cv2.imread(str(EXAMPLE_INPUT)), cv2.COLOR_BGR2RGB)
+    return [data.coffee(), data.chelsea(), data.rocket(), data.astronaut()[:, 96:400], example]
+
+
+EXAMPLE_INPUT = Path(__file__).resolve().parents[1] / "docs" / "images" / "example_input.png"
+
+
+def as_image(rgb_u8: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(rgb_u8.astype(np.float32) / 255)[None]
+
+
+def map_u8(maps: torch.Tensor, index: int = 0) -> np.ndarray:
+    return (maps[index, :, :, 0].numpy() * 255).round().astype(np.uint8)
+
+
+@pytest.mark.parametrize(("low", "high"), [(100, 200), (40, 120), (0, 255)])
+def test_canny_is_cv2_canny_on_the_rgb_image_pixel_for_pixel(low, high):
+    # What ControlNet's canny annotator computes (lllyasviel's, controlnet-aux's CannyDetector).
+    for photo in photos():
+        assert photo.shape[0] != photo.shape[1]
+        out = run_local(as_image(photo), "canny", {"low_threshold": low, "high_threshold": high}).maps
+        assert out.shape[1:3] == photo.shape[:2]
+        assert np.array_equal(map_u8(out), cv2.Canny(photo, low, high)), photo.shape
+        assert torch.equal(out[0, :, :, 0], out[0, :, :, 2])
+
+
+def test_canny_on_rgb_keeps_an_outline_the_luma_loses():
+    # The README's example case: a green disc on a mauve background of about the same luma.
+    canvas = np.zeros((120, 160, 3), np.uint8)
+    canvas[:] = (170, 120, 160)  # mauve, luma ~139
+    cv2.circle(canvas, (80, 60), 35, (100, 160, 90), -1)  # green, luma ~134
+    rgb = run_local(as_image(canvas), "canny", {}).maps
+    luma = run_local(as_image(canvas), "canny", {}, "opencv_canny_luma").maps
+    ring = map_u8(rgb)[20:100, 40:120]
+    assert (ring > 0).sum() > 150  # the whole outline (2 pi 35 ~ 220 px)
+    assert int(map_u8(luma).max()) == 0
+
+
+def test_canny_luma_method_is_cv2_canny_of_the_luma():
     images = torch.cat([scene(), torch.rand(1, 96, 128, 3, generator=torch.Generator().manual_seed(0))])
-    out = run_local(images, "canny", {"low_threshold": 40, "high_threshold": 120}).maps
+    out = run_local(images, "canny", {"low_threshold": 40, "high_threshold": 120}, "opencv_canny_luma").maps
     for index in range(2):
         expected = cv2.Canny(gray_u8(images[index].numpy()), 40, 120)
-        assert np.array_equal((out[index, :, :, 0].numpy() * 255).round().astype(np.uint8), expected)
+        assert np.array_equal(map_u8(out, index), expected)
         assert torch.equal(out[index, :, :, 0], out[index, :, :, 2])
 
 
+def test_canny_input_clamps_nan_and_out_of_range_without_writing_the_input():
+    frame = np.array([[[np.nan, -2.0, 0.5], [1.0, 3.0, 0.2]]], np.float32)
+    before = frame.copy()
+    assert canny_input_u8(frame).tolist() == [[[0, 0, 128], [255, 255, 51]]]
+    assert np.array_equal(frame, before, equal_nan=True)
+    assert canny_input_u8(np.concatenate([frame, np.ones_like(frame[..., :1])], axis=2)).shape == (1, 2, 3)
+
+
 def test_canny_thresholds_change_the_result():
-    noise = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(1))
-    many = run_local(noise, "canny", {"low_threshold": 10, "high_threshold": 30}).maps.mean()
-    few = run_local(noise, "canny", {"low_threshold": 200, "high_threshold": 255}).maps.mean()
-    assert many > few
+    photo = as_image(photos()[0])
+    for method in ("opencv_canny", "opencv_canny_luma"):
+        many = run_local(photo, "canny", {"low_threshold": 10, "high_threshold": 30}, method).maps.mean()
+        few = run_local(photo, "canny", {"low_threshold": 200, "high_threshold": 255}, method).maps.mean()
+        assert many > 2 * few
 
 
 def test_grayscale_levels_maths():

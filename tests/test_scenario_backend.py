@@ -9,8 +9,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from fake_scenario import FakeScenario
-from scenario_support import assert_no_secret, images, run
+from scenario_support import assert_no_secret, fake_fixture, images, run
 
 from scenario_detect.nodes.modalities import MODALITY_NAMES, api_fields, default_params
 from scenario_detect.nodes.scenario.backend import parse_asset_ids
@@ -20,10 +19,7 @@ from scenario_detect.nodes.scenario.errors import ScenarioRequestError
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture()
-def fake():
-    with FakeScenario(job_seconds=0.1) as server:
-        yield server
+fake = fake_fixture(0.1)
 
 
 def _luma(batch: torch.Tensor) -> torch.Tensor:

@@ -9,12 +9,11 @@ import os
 import pytest
 
 from scenario_detect.nodes.scenario.credentials import (
-    DEFAULT_BASE_URL,
     config_path,
-    is_loopback_host,
     load_credentials,
 )
 from scenario_detect.nodes.scenario.errors import ScenarioAuthError, ScenarioConfigError, register_secret, scrub
+from scenario_detect.nodes.scenario.urls import DEFAULT_BASE_URL, is_loopback_host
 
 
 def test_our_names_win_over_the_sdk_names(tmp_path):
@@ -117,6 +116,11 @@ def _broken_files(tmp_path):
     cases["http base_url"].write_text(
         json.dumps({"api_key": "k", "api_secret": SECRET_IN_FILE, "base_url": "http://api.example.com/v1"})
     )
+    cases["too large"] = tmp_path / "i.json"
+    cases["too large"].write_text(json.dumps({"api_key": "k", "api_secret": SECRET_IN_FILE, "pad": "x" * 70000}))
+    if hasattr(os, "mkfifo"):
+        cases["a FIFO"] = tmp_path / "j.json"
+        os.mkfifo(cases["a FIFO"])  # reading it would block until a writer comes: never read
     return cases
 
 
@@ -129,19 +133,46 @@ EXPECTED_PROBLEM = {
     "half a pair": "has api_secret but not api_key",
     "no keys": "has no api_key and api_secret",
     "http base_url": "plain http:// to api.example.com",
+    "too large": "bytes; expected a small file",
+    "a FIFO": "is not a regular file",
 }
 
 
 def test_a_broken_file_never_blocks_keys_from_the_environment(tmp_path, caplog):
     for name, path in _broken_files(tmp_path).items():
-        if name == "http base_url":
-            continue  # a bad address is refused wherever the keys come from (below)
         caplog.clear()
         c = load_credentials({**ENV_KEYS, "SCENARIO_DETECT_CONFIG": str(path)})
-        assert (c.api_key, c.api_secret, c.source) == (
-            "envkey-123", "envsecret-456", "environment (SCENARIO_API_KEY/SCENARIO_API_SECRET)"
+        assert (c.api_key, c.api_secret, c.source, c.base_url) == (
+            "envkey-123", "envsecret-456", "environment (SCENARIO_API_KEY/SCENARIO_API_SECRET)", DEFAULT_BASE_URL
         ), name
         assert SECRET_IN_FILE not in caplog.text
+
+
+def test_keys_from_the_environment_never_go_to_the_files_address(tmp_path):
+    """A stale or planted file's base_url must not receive the production key from the environment."""
+    path = tmp_path / "credentials.json"
+    path.write_text(json.dumps({"api_key": "fk", "api_secret": "fs", "base_url": "https://planted.example/v1"}))
+    c = load_credentials({**ENV_KEYS, "SCENARIO_DETECT_CONFIG": str(path)})
+    assert (c.api_key, c.base_url) == ("envkey-123", DEFAULT_BASE_URL)
+    c = load_credentials({**ENV_KEYS, "SCENARIO_DETECT_CONFIG": str(path), "SCENARIO_BASE_URL": "https://e.example/v1"})
+    assert (c.api_key, c.base_url) == ("envkey-123", "https://e.example/v1")
+    c = load_credentials({"SCENARIO_DETECT_CONFIG": str(path)})  # the file's address is for the file's keys
+    assert (c.api_key, c.base_url) == ("fk", "https://planted.example/v1")
+
+
+def test_no_exception_reachable_from_a_file_error_holds_the_file(tmp_path):
+    """json's and the codec's exceptions keep the whole text (``doc``, ``object``): they must not
+    stay reachable from ours through ``__context__``."""
+    for name, path in _broken_files(tmp_path).items():
+        with pytest.raises(ScenarioConfigError) as info:
+            load_credentials({"SCENARIO_DETECT_CONFIG": str(path)})
+        chain, exc = [], info.value
+        while exc is not None:
+            chain.append(exc)
+            exc = exc.__cause__ or exc.__context__
+        for exc in chain:
+            held = [str(exc), *map(repr, exc.args), *map(repr, vars(exc).values()), repr(getattr(exc, "object", ""))]
+            assert not any(SECRET_IN_FILE in text for text in held), (name, type(exc).__name__)
 
 
 def test_when_the_file_is_the_only_source_its_error_says_what_is_wrong(tmp_path):
@@ -200,10 +231,27 @@ def test_unsafe_addresses_are_refused_from_env_or_file(url, problem, tmp_path):
 
 
 def test_loopback_hosts():
-    for host in ("localhost", "LOCALHOST.", "127.0.0.1", "127.8.9.10", "::1", "[::1]", "a.localhost"):
+    for host in ("localhost", "LOCALHOST.", "127.0.0.1", "127.8.9.10", "::1", "[::1]"):
         assert is_loopback_host(host), host
     for host in ("", None, "example.com", "10.0.0.1", "0.0.0.0", "localhost.example.com", "127.0.0.1.nip.io"):
         assert not is_loopback_host(host), host
+
+
+def test_a_localhost_subdomain_counts_only_when_it_resolves_to_loopback():
+    """``*.localhost`` is loopback only if every address it resolves to is; other names are never
+    looked up (a public name can resolve elsewhere by the time the request connects)."""
+    table = {"app.localhost": ["127.0.0.1", "::1"], "lan.localhost": ["127.0.0.1", "192.168.1.5"]}
+    asked: list[str] = []
+
+    def resolve(name: str) -> list[str]:
+        asked.append(name)
+        return table.get(name, [])
+
+    assert is_loopback_host("app.localhost", resolve)
+    assert not is_loopback_host("lan.localhost", resolve)
+    assert not is_loopback_host("gone.localhost", resolve)  # does not resolve at all
+    assert not is_loopback_host("127.0.0.1.nip.io", resolve) and "127.0.0.1.nip.io" not in asked
+    assert asked == ["app.localhost", "lan.localhost", "gone.localhost"]
 
 
 # -- file permissions -----------------------------------------------------------------------------

@@ -9,8 +9,8 @@ import time
 
 import numpy as np
 import pytest
-from fake_scenario import FakeScenario
 from PIL import Image
+from scenario_support import fake_fixture
 
 scenario_sdk = pytest.importorskip("scenario_sdk")
 
@@ -26,10 +26,7 @@ def _data_url(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
-@pytest.fixture()
-def fake():
-    with FakeScenario(job_seconds=0.3) as server:
-        yield server
+fake = fake_fixture(0.3)
 
 
 @pytest.fixture()
@@ -125,3 +122,12 @@ def test_signed_url_expires_and_a_fresh_asset_fetch_works(fake, sdk):
     assert httpx.get(url).status_code == 403
     fresh = sdk.assets.retrieve(done.asset.id).asset.url
     assert httpx.get(fresh).status_code == 200
+
+
+def test_a_delayed_detect_that_creates_its_job_creates_one(fake, sdk):
+    """action="delay" with create_job: the job exists while the answer is late, and the late answer
+    is that same job (before, the request was routed again after the delay: two jobs, one POST)."""
+    fake.add_fault("POST", "/generate/detect", action="delay", delay_s=0.3, create_job=True)
+    created = sdk.generate.detect(image=_data_url(_png()), modality="canny")
+    [job] = fake.billed_jobs
+    assert created.job.job_id == job.id and len(fake.requests_to("POST", "/generate/detect")) == 1

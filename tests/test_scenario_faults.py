@@ -8,8 +8,7 @@ import socket
 import time
 
 import pytest
-from fake_scenario import FakeScenario
-from scenario_support import assert_no_secret, creds, images, run
+from scenario_support import assert_no_secret, creds, fake_fixture, images, run
 
 from scenario_detect.nodes.scenario.credentials import Credentials
 from scenario_detect.nodes.scenario.errors import (
@@ -27,11 +26,7 @@ from scenario_detect.nodes.scenario.errors import (
 
 pytestmark = pytest.mark.timeout(60)
 
-
-@pytest.fixture()
-def fake():
-    with FakeScenario(job_seconds=0.15) as server:
-        yield server
+fake = fake_fixture()
 
 
 @pytest.fixture(autouse=True)
@@ -313,11 +308,11 @@ def test_interrupt_during_a_slow_detect_request_still_cancels_the_job(fake):
     with pytest.raises(Interrupted):  # Cancel pressed while the server has not answered the POST
         run(fake, check_interrupt=held.reached.is_set)
     assert fake.canceled_jobs() == []  # the job exists, its id has not reached us yet
-    from scenario_detect.nodes.scenario import background
+    from scenario_detect.nodes.scenario import network_loop
 
-    assert background.pending_follow_ups() >= 1  # what the interpreter waits for at exit (the CLI)
+    assert network_loop.pending_follow_ups() >= 1  # what the interpreter waits for at exit (the CLI)
     held.release()
-    assert background.wait_for_follow_ups(30)
+    assert network_loop.wait_for_follow_ups(30)
     [job] = fake.billed_jobs
     assert fake.canceled_jobs() == [job.id]
     assert len(fake.requests_to("POST", "/generate/detect")) == 1
@@ -376,9 +371,9 @@ def test_timeout_bounds_429_waits_and_creates_nothing(fake):
     fake.add_fault("POST", "/generate/detect", 429, headers={"Retry-After": "4"}, times=5)
     err = _fails(fake, ScenarioTimeout, timeout_s=0.5)
     assert "timeout_s" in str(err)
-    from scenario_detect.nodes.scenario import background
+    from scenario_detect.nodes.scenario import network_loop
 
-    assert background.wait_for_follow_ups(10)
+    assert network_loop.wait_for_follow_ups(10)
     assert len(fake.requests_to("POST", "/generate/detect")) == 1  # the 4 s wait was cut short, no retry
     assert fake.billed_jobs == []
 

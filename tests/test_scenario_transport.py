@@ -25,15 +25,9 @@ from fake_scenario import FakeScenario
 from PIL import Image
 from scenario_support import FAST_POLICY, assert_no_secret, creds
 
-from scenario_detect.nodes.scenario.client import (
-    ContentExpired,
-    RetryPolicy,
-    ScenarioClient,
-    api_path,
-    never_sent,
-    transport_error,
-)
+from scenario_detect.nodes.scenario.client import RetryPolicy, ScenarioClient, never_sent, transport_error
 from scenario_detect.nodes.scenario.credentials import Credentials
+from scenario_detect.nodes.scenario.downloads import ContentExpired
 from scenario_detect.nodes.scenario.errors import (
     ScenarioBadResponse,
     ScenarioConfigError,
@@ -43,6 +37,7 @@ from scenario_detect.nodes.scenario.errors import (
     ScenarioServerError,
     ScenarioUnreachable,
 )
+from scenario_detect.nodes.scenario.urls import api_path
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -85,13 +80,48 @@ def with_client(
 
 
 def fails(exc_type: type[ScenarioError], fake: FakeScenario, credentials: Credentials, action, **policy) -> str:
-    """The message of the error ``action`` must raise; checked to hold no secret and no traceback."""
+    """The message of the error ``action`` must raise; checked to hold no secret and no traceback,
+    and that no exception reachable from it (``__cause__``, ``__context__``) carries one."""
     with pytest.raises(exc_type) as info:
         with_client(credentials, action, **policy)
     text = str(info.value)
     assert_no_secret(text, fake)
     assert "Traceback" not in text and info.value.__cause__ is None
+    assert_chain_holds_no_secret(info.value, fake)
     return text
+
+
+def exception_chain(error: BaseException) -> list[BaseException]:
+    """``error`` and every exception reachable from it through ``__cause__`` and ``__context__``."""
+    seen: list[BaseException] = []
+    stack: list[BaseException | None] = [error]
+    while stack:
+        exc = stack.pop()
+        if exc is None or any(exc is s for s in seen):
+            continue
+        seen.append(exc)
+        stack += [exc.__cause__, exc.__context__]
+    return seen
+
+
+def _carried_text(exc: BaseException) -> list[str]:
+    """Everything an exception object holds that a handler, a logger or a debugger would show:
+    message, args, attributes, and for httpx exceptions the request's URL and raw headers (their
+    repr masks Authorization; the values are still there)."""
+    texts = [str(exc), repr(exc), *map(repr, exc.args), *map(repr, vars(exc).values())]
+    texts.append(repr(getattr(exc, "object", "")))  # UnicodeDecodeError's bytes are not in vars()
+    request = getattr(exc, "_request", None)
+    if request is not None:
+        texts += [str(request.url), *(f"{name}: {value}" for name, value in request.headers.items())]
+    return texts
+
+
+def assert_chain_holds_no_secret(error: BaseException, fake: FakeScenario) -> None:
+    basic = base64.b64encode(f"{fake.key}:{fake.secret}".encode()).decode()
+    for exc in exception_chain(error):
+        for text in _carried_text(exc):
+            for needle in (fake.key, fake.secret, basic, "X-Amz-Signature=", "Signature="):
+                assert needle not in text, f"{type(exc).__name__} from {type(error).__name__} holds {needle!r}"
 
 
 def result_url(fake: FakeScenario, mode: str = "normal") -> str:
@@ -294,6 +324,18 @@ def test_the_fakes_remote_http_link_is_refused(fake: FakeScenario, real_api_guar
     assert _content_requests(fake) == [] and real_api_guard.take() == []
 
 
+def test_plain_http_downloads_only_when_the_api_itself_is_loopback(fake: FakeScenario, real_api_guard) -> None:
+    """A loopback http link is a local test server's; from the https API it is a planted link."""
+    url = result_url(fake)
+    assert url.startswith("http://127.0.0.1:")
+    remote_api = Credentials(fake.key, fake.secret, "https://api.example.com/v1", "test")
+    text = fails(ScenarioBadResponse, fake, remote_api, lambda c: c.download(url, what="asset a"))
+    assert "plain http://" in text and "from an API on it" in text
+    assert _content_requests(fake) == [] and real_api_guard.take() == []
+    content, _ = with_client(creds(fake), lambda c: c.download(url, what="asset a"))  # loopback API: allowed
+    assert content.startswith(b"\x89PNG") and len(_content_requests(fake)) == 1
+
+
 def test_redirects_are_bounded(fake: FakeScenario) -> None:
     url = result_url(fake, "redirect_loop")
     text = fails(ScenarioBadResponse, fake, creds(fake), lambda c: c.download(url, what="asset a"))
@@ -426,3 +468,37 @@ def test_a_server_echoing_secrets_and_signed_urls_gets_them_scrubbed(fake: FakeS
     assert "<redacted>" in texts[0] and "<redacted>" in texts[1]
     for needle in (fake.key, fake.secret, auth.split()[1], "deadbeef", "AKIAFAKE"):
         assert needle not in caplog.text
+
+
+# -- whole runs: nothing secret reachable from the error a caller gets -------------------------------
+
+
+def _run_error(fake: FakeScenario, setup: Callable[[FakeScenario], Any], **kwargs: Any) -> BaseException:
+    from scenario_support import images, run
+
+    from scenario_detect.nodes.scenario.errors import ScenarioError
+
+    fake.reset()
+    setup(fake)
+    with pytest.raises(ScenarioError) as info:
+        run(fake, images(2), **kwargs)
+    return info.value
+
+
+RUN_FAULTS = {
+    "a detect answer that breaks": (lambda f: f.add_fault("POST", DETECT, 200, action="reset", create_job=True), {}),
+    "polls failing on every try": (lambda f: f.add_fault("GET", "/jobs/", action="reset", times=1000), {}),
+    "a dead download host": (lambda f: setattr(f, "content_url", "dead_host"), {}),
+    "a job past timeout_s": (lambda f: (f.queue_outcome("stuck"), f.queue_outcome("stuck")), {"timeout_s": 0.5}),
+    "a download past timeout_s": (lambda f: setattr(f, "content_url", "stall"), {"timeout_s": 1.0}),
+}
+
+
+@pytest.mark.parametrize("fault", list(RUN_FAULTS))
+def test_no_exception_reachable_from_a_run_error_carries_a_secret(fake: FakeScenario, fault: str) -> None:
+    """Through run_scenario (jobs, batch, timeout): the error the node or CLI gets, and everything
+    reachable from it by ``__cause__``/``__context__``, holds no key, auth header or signed URL."""
+    setup, kwargs = RUN_FAULTS[fault]
+    error = _run_error(fake, setup, **kwargs)
+    assert_no_secret(str(error), fake)
+    assert_chain_holds_no_secret(error, fake)

@@ -24,7 +24,7 @@ import web_ui
 from comfy_host import ARTIFACTS_DIR, REPO_ROOT, ComfyServer
 
 from scenario_detect.nodes import modalities as table
-from scenario_detect.nodes.widget_visibility import local_method_choices, widget_rules
+from scenario_detect.nodes.widget_visibility import local_method_choices, network_method_rules, widget_rules
 
 pytestmark = [pytest.mark.browser, pytest.mark.comfyui]
 
@@ -39,7 +39,16 @@ def _frontend_root(options: comfy_host.ServerOptions, stack: contextlib.ExitStac
         options.args += ["--front-end-root", FRONTEND_ROOT]
 
 
-SHOTS = ARTIFACTS_DIR / ("web-custom-frontend" if FRONTEND_ROOT else "web")
+def _shots_folder() -> str:
+    """tests/artifacts/web (the frontend ComfyUI pins), web-frontend-<version> for a frontend from
+    comfy_host.newest_frontend_root(), web-custom-frontend for any other --front-end-root."""
+    if not FRONTEND_ROOT:
+        return "web"
+    parent = os.path.basename(os.path.dirname(os.path.abspath(FRONTEND_ROOT)))
+    return f"web-{parent}" if parent.startswith("frontend-") else "web-custom-frontend"
+
+
+SHOTS = ARTIFACTS_DIR / _shots_folder()
 
 
 _UNAVAILABLE = web_ui.browser_unavailable()
@@ -47,16 +56,26 @@ if _UNAVAILABLE:
     pytestmark.append(pytest.mark.skip(reason=f"browser test skipped: {_UNAVAILABLE}"))
 
 
-def expected_visible(all_widgets: list[str], modality: str, backend: str | None) -> list[str]:
+def expected_visible(
+    all_widgets: list[str], modality: str, backend: str | None, method: str | None = "auto"
+) -> list[str]:
     rules = widget_rules()
+    for_methods = network_method_rules()
     shown = []
     for name in all_widgets:
         rule = rules.get(name)
         if rule is None:
             shown.append(name)
         elif modality in rule["modalities"] and (backend is None or backend in rule["backends"]):
-            shown.append(name)
+            # The network options (resolution) also follow the method: only a network's.
+            if name not in table.NETWORK_PARAMS or method is None or method in for_methods.get(modality, []):
+                shown.append(name)
     return shown
+
+
+def expected_for(state: dict[str, Any], modality: str, backend: str | None) -> list[str]:
+    """The widgets a node in ``state`` should show, its method read from the node."""
+    return expected_visible(state["all"], modality, backend, state["values"].get("local_method"))
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +104,8 @@ def test_extension_reads_rules_from_node_definition(ui: web_ui.ComfyPage) -> Non
         )
     )
     expected = {name: rule for name, rule in widget_rules().items() if name in node_inputs}
+    for name in table.NETWORK_PARAMS:  # they also carry, per modality, the methods they apply to
+        expected[name] = {**expected[name], "methods": network_method_rules()}
     assert rules == expected
 
 
@@ -95,7 +116,7 @@ def test_each_modality_shows_only_its_widgets(ui: web_ui.ComfyPage) -> None:
     for modality in table.MODALITY_NAMES:
         ui.set_widget(node, "modality", modality)
         state = ui.node_state(node)
-        assert state["visible"] == expected_visible(state["all"], modality, backend), modality
+        assert state["visible"] == expected_for(state, modality, backend), modality
         # Resized to fit: the height is the frontend's own minimum for the visible widgets.
         assert state["size"][1] == pytest.approx(state["min_size"][1], abs=1), modality
 
@@ -132,9 +153,50 @@ def test_backend_switch_hides_local_and_remote_only_widgets(ui: web_ui.ComfyPage
         for modality in ("canny", "depth"):
             ui.set_widget(node, "modality", modality)
             state = ui.node_state(node)
-            assert state["visible"] == expected_visible(state["all"], modality, backend), (backend, modality)
+            assert state["visible"] == expected_for(state, modality, backend), (backend, modality)
     ui.set_widget(node, "backend", "scenario")
     assert "local_method" not in ui.node_state(node)["visible"]
+
+
+def test_resolution_shows_for_local_network_methods_only(ui: web_ui.ComfyPage) -> None:
+    node = ui.add_detect_node()
+    assert ui.node_state(node)["all"][-1] == "resolution"  # the last widget: saved values keep their places
+    # (modality, method, backend, shown)
+    cases = [
+        ("canny", "auto", "local", False),  # weight-free only
+        ("depth", "auto", "local", True),  # auto is a network
+        ("depth", "auto", "scenario", False),  # the API has no such field
+        ("mlsd", "auto", "local", False),  # auto is the weight-free opencv_lsd
+        ("mlsd", "mlsd_large", "local", True),
+        ("scribble", "xdog", "local", False),
+        ("pose", "auto", "local", True),
+        ("pose", "openpose_body", "local", True),
+    ]
+    for modality, method, backend, shown in cases:
+        ui.set_widget(node, "backend", backend)
+        ui.set_widget(node, "modality", modality)
+        if backend == "local":
+            ui.set_widget(node, "local_method", method)  # the method combo's callback re-applies the rules
+        state = ui.node_state(node)
+        assert ("resolution" in state["visible"]) is shown, (modality, method, backend)
+        assert state["visible"] == expected_for(state, modality, backend), (modality, method, backend)
+
+
+def test_workflow_saved_before_resolution_loads_with_its_values_and_the_default(ui: web_ui.ComfyPage) -> None:
+    node = ui.add_detect_node()
+    ui.set_widget(node, "modality", "depth")
+    ui.set_widget(node, "timeout_s", 120)
+    workflow = ui.evaluate("() => app.graph.serialize()")
+    saved = next(n for n in workflow["nodes"] if str(n["id"]) == str(node))
+    names = ui.node_state(node)["all"]
+    assert names[-1] == "resolution"
+    saved["widgets_values"] = saved["widgets_values"][: names.index("resolution")]  # as saved before it existed
+    ui.evaluate("async (wf) => { await app.loadGraphData(wf); }", workflow)
+    [loaded] = ui.evaluate("(cls) => app.graph.findNodesByType(cls).map((n) => n.id)", web_ui.NODE_CLASS)
+    values = ui.node_state(loaded)["values"]
+    assert (values["modality"], values["timeout_s"], values["resolution"]) == ("depth", 120, 512)
+    prompt = ui.evaluate("async () => (await app.graphToPrompt()).output")
+    assert prompt[str(loaded)]["inputs"]["resolution"] == 512
 
 
 def test_vue_nodes_mode_shows_only_the_widgets_that_apply(ui: web_ui.ComfyPage) -> None:
@@ -157,7 +219,7 @@ def test_vue_nodes_mode_shows_only_the_widgets_that_apply(ui: web_ui.ComfyPage) 
         for modality in sequence:
             ui.set_widget(node, "modality", modality)
             state = ui.node_state(node)
-            expected = expected_visible(state["all"], modality, state["values"].get("backend"))
+            expected = expected_for(state, modality, state["values"].get("backend"))
             shown: list[str] = []
             for _ in range(20):  # Vue renders asynchronously
                 ui.page.wait_for_timeout(100)
@@ -250,7 +312,7 @@ def test_reapplied_when_a_saved_workflow_is_loaded_or_pasted(ui: web_ui.ComfyPag
     assert len(loaded) == 1
     state = ui.node_state(loaded[0])
     assert state["values"]["modality"] == "pose"
-    assert state["visible"] == expected_visible(state["all"], "pose", state["values"].get("backend"))
+    assert state["visible"] == expected_for(state, "pose", state["values"].get("backend"))
 
     # Paste goes through a fresh node's configure(): same path as the clipboard, without the clipboard.
     pasted = ui.evaluate(
@@ -264,7 +326,7 @@ def test_reapplied_when_a_saved_workflow_is_loaded_or_pasted(ui: web_ui.ComfyPag
         [web_ui.NODE_CLASS, loaded[0]],
     )
     state = ui.node_state(pasted)
-    assert state["visible"] == expected_visible(state["all"], "pose", state["values"].get("backend"))
+    assert state["visible"] == expected_for(state, "pose", state["values"].get("backend"))
 
 
 def test_example_workflows_load_with_the_right_widgets(ui: web_ui.ComfyPage) -> None:
@@ -279,7 +341,7 @@ def test_example_workflows_load_with_the_right_widgets(ui: web_ui.ComfyPage) -> 
         for node in ids:
             state = ui.node_state(node)
             modality = state["values"]["modality"]
-            assert state["visible"] == expected_visible(state["all"], modality, state["values"].get("backend")), (
+            assert state["visible"] == expected_for(state, modality, state["values"].get("backend")), (
                 path.name,
                 node,
             )
@@ -354,7 +416,7 @@ def test_method_combo_offers_the_modality_methods_with_labels(ui: web_ui.ComfyPa
     ui.screenshot_node(node, SHOTS / "detect_method_labels.png")
     ui.set_widget(node, "modality", "canny")
     combo = _method_combo(ui, node)
-    assert combo["value"] == "auto" and combo["values"] == ["auto", "opencv_canny"]
+    assert combo["value"] == "auto" and combo["values"] == ["auto", "opencv_canny", "opencv_canny_luma"]
     prompt = ui.evaluate("async () => (await app.graphToPrompt()).output")
     assert prompt[str(node)]["inputs"]["local_method"] == "auto"
 
@@ -386,3 +448,80 @@ def test_saved_workflow_with_a_method_not_offered_loads_and_says_what_to_pick(
     assert prompt[str(loaded)]["inputs"]["local_method"] == "opencv_canny"
     rejected = comfy_server.rejected_prompt(prompt)
     assert f"choose one of: {offered}" in json.dumps(rejected)
+
+
+def _boxes_overlap(a: list[float], b: list[float]) -> bool:
+    """Two [left, top, right, bottom] boxes share more than a pixel of area."""
+    return min(a[2], b[2]) - max(a[0], b[0]) > 1 and min(a[3], b[3]) - max(a[1], b[1]) > 1
+
+
+def _check_canvas_layout(ui: web_ui.ComfyPage, node: int, where: str) -> None:
+    layout = ui.canvas_widget_boxes(node)
+    bands = sorted(layout["widgets"], key=lambda w: w["y"])
+    for upper, lower in zip(bands, bands[1:], strict=False):
+        assert upper["y"] + upper["h"] <= lower["y"] + 0.5, f"{where}: {upper['name']} overlaps {lower['name']}"
+    if bands:
+        last = bands[-1]
+        assert last["y"] + last["h"] <= layout["height"] + 1, f"{where}: {last['name']} drawn below the node"
+
+
+def _check_vue_layout(ui: web_ui.ComfyPage, node: int, where: str, label: str) -> None:
+    found: dict[str, Any] | None = None
+    for _ in range(20):  # Vue renders asynchronously
+        ui.page.wait_for_timeout(100)
+        found = ui.vue_text_boxes(node)
+        if found and any(label in t["text"] for t in found["texts"]):
+            break
+    assert found, f"{where}: the node is not drawn as a Vue component"
+    texts = found["texts"]
+    assert any(label in t["text"] for t in texts), f"{where}: {label!r} not shown; texts: {[t['text'] for t in texts]}"
+    for text in texts:
+        assert not (label in text["text"] and text["overflows"]), f"{where}: {label!r} is cut off"
+        inside = text["box"][0] >= found["box"][0] - 1 and text["box"][2] <= found["box"][2] + 1
+        assert inside, f"{where}: {text['text']!r} sticks out of the node"
+    for i, a in enumerate(texts):
+        for b in texts[i + 1 :]:
+            if a["box"] == b["box"]:
+                continue  # nested elements around the same text
+            assert not _boxes_overlap(a["box"], b["box"]), f"{where}: {a['text']!r} overlaps {b['text']!r}"
+
+
+@pytest.mark.parametrize("mode", ["classic", "vue"])
+def test_layout_has_no_overlap_and_method_labels_read_in_full(ui: web_ui.ComfyPage, mode: str) -> None:
+    """Each modality's method labels (the longest is "mlsd_large · 6.3 MB download") are drawn whole and
+    no visible widget overlaps another, in the classic canvas and in Vue nodes ("Nodes 2.0")."""
+    if mode == "vue" and not ui.evaluate("() => 'vueNodesMode' in LiteGraph"):
+        pytest.skip("this frontend has no Vue nodes mode")
+    version = ui.frontend_version()
+    ui.set_vue_nodes(mode == "vue")
+    try:
+        node = ui.add_detect_node()
+        if "backend" in ui.node_state(node)["all"]:
+            ui.set_widget(node, "backend", "local")
+        choices = local_method_choices()
+        # Frontend 1.32's Vue nodes show only the first edit (docs/web.md): one change there.
+        first_only = mode == "vue" and version.startswith("1.32.")
+        cases = [(m, method) for m in table.MODALITY_NAMES if m in choices for method in choices[m]]
+        for modality, method in cases[:1] if first_only else cases:
+            where = f"{mode}, frontend {version}, {modality}/{method}"
+            ui.set_widget(node, "modality", modality)
+            ui.set_widget(node, "local_method", method)
+            label = choices[modality][method]
+            if mode == "classic":
+                _check_canvas_layout(ui, node, where)
+                drawn = ui.canvas_texts()
+                assert label in drawn, f"{where}: {label!r} not drawn whole; drawn: {[t for t in drawn if '·' in t]}"
+            else:
+                # 1.32's (beta) Vue combo shows the raw value: it never calls options.getOptionLabel.
+                _check_vue_layout(ui, node, where, method if first_only else label)
+        if not first_only:
+            ui.set_widget(node, "modality", "mlsd")
+            ui.set_widget(node, "local_method", "mlsd_large")
+        if mode == "vue":
+            ui.page.wait_for_timeout(300)
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            ui.page.locator(f'[data-node-id="{node}"]').screenshot(path=str(SHOTS / "detect_vue_mlsd_labels.png"))
+        else:
+            ui.screenshot_node(node, SHOTS / "detect_classic_mlsd_labels.png")
+    finally:
+        ui.set_vue_nodes(False)

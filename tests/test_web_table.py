@@ -1,8 +1,8 @@
 """The data the web extension reads matches the node schema and the modality table (no browser).
 
 The extension (web/detect_widgets.js) reads each input's ``detect_modalities``/``detect_backends``
-options from the node definition in /object_info. These tests check that data against
-``modalities.as_json()`` and that the JS holds no copy of the table.
+options from the node definition in /object_info. These tests check that data against the
+modality table (``modalities.MODALITIES``) and that the JS holds no copy of the table.
 """
 
 from __future__ import annotations
@@ -18,18 +18,18 @@ JS_PATH = REPO_ROOT / "web" / "detect_widgets.js"
 
 
 def test_rules_follow_the_table() -> None:
-    data = table.as_json()
+    modalities = table.MODALITIES
     rules = wv.widget_rules()
-    for param in data["params"]:
-        expected = [name for name, m in data["modalities"].items() if param in m["params"]]
+    for param in table.PARAMS:
+        expected = [name for name, m in modalities.items() if param in m.params]
         assert rules[param]["modalities"] == expected, param
         assert wv.LOCAL in rules[param]["backends"]
-    with_local = [name for name, m in data["modalities"].items() if m["local_methods"]]
+    with_local = [name for name, m in modalities.items() if m.local_methods]
     assert rules[wv.LOCAL_METHOD_WIDGET] == {"modalities": with_local, "backends": [wv.LOCAL]}
     # Every modality's params are covered, and the issue's examples hold.
-    for name, modality in data["modalities"].items():
+    for name, modality in modalities.items():
         shown = {w for w, rule in rules.items() if name in rule["modalities"]}
-        assert set(modality["params"]) <= shown, name
+        assert set(modality.params) <= shown, name
     canny = {w for w, r in rules.items() if "canny" in r["modalities"]} - {wv.LOCAL_METHOD_WIDGET}
     assert canny >= {"low_threshold", "high_threshold"}
     grayscale = {w for w, r in rules.items() if "grayscale" in r["modalities"]}

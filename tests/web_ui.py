@@ -183,6 +183,74 @@ class ComfyPage:
             node_id,
         )
 
+    def frontend_version(self) -> str:
+        return self.evaluate("() => window.__COMFYUI_FRONTEND_VERSION__ ?? ''")
+
+    def set_vue_nodes(self, enabled: bool) -> None:
+        """Classic canvas (False) or Vue "Nodes 2.0" (True) node display; the setting id is the one
+        comfyui-frontend-package's settings list declares (``Comfy.VueNodes.Enabled``)."""
+        self.set_setting("Comfy.VueNodes.Enabled", enabled)
+        self.page.wait_for_function("(on) => LiteGraph.vueNodesMode === on", arg=enabled, timeout=10_000)
+
+    def canvas_widget_boxes(self, node_id: int) -> dict[str, Any]:
+        """Classic canvas: the node's height and each visible widget's vertical band (y, height), as laid
+        out by the last draw."""
+        return self.evaluate(
+            """(id) => {
+                const node = app.graph.getNodeById(id);
+                app.canvas.draw(true, true);
+                const shown = (w) => !w.hidden && w.type !== "hidden"
+                    && (typeof node.isWidgetVisible !== "function" || node.isWidgetVisible(w));
+                const height = (w) => w.computedHeight
+                    ?? (w.computeSize ? w.computeSize(node.size[0])[1] : LiteGraph.NODE_WIDGET_HEIGHT);
+                return {
+                    height: node.size[1],
+                    widgets: node.widgets.filter(shown).map((w) => ({name: w.name, y: w.y ?? w.last_y, h: height(w)})),
+                };
+            }""",
+            node_id,
+        )
+
+    def canvas_texts(self) -> list[str]:
+        """Every string the canvas draws in one full redraw: a label cut to fit (ending in an
+        ellipsis) is not the full label."""
+        return self.evaluate(
+            """() => {
+                const drawn = [];
+                const proto = CanvasRenderingContext2D.prototype;
+                const original = proto.fillText;
+                proto.fillText = function (text, ...rest) {
+                    drawn.push(String(text));
+                    return original.call(this, text, ...rest);
+                };
+                try { app.canvas.draw(true, true); } finally { proto.fillText = original; }
+                return drawn;
+            }"""
+        )
+
+    def vue_text_boxes(self, node_id: int) -> dict[str, Any]:
+        """Vue nodes: the node element's box and, for each element that holds text of its own, its box,
+        its text and whether that text overflows its box (cut off or ellipsised)."""
+        return self.evaluate(
+            """(id) => {
+                const root = document.querySelector(`[data-node-id="${id}"]`);
+                if (!root) return null;
+                const box = (e) => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+                const texts = [];
+                for (const element of root.querySelectorAll("*")) {
+                    const own = [...element.childNodes].filter((n) => n.nodeType === 3)
+                        .map((n) => n.textContent.trim()).join(" ").trim();
+                    if (!own || element.getClientRects().length === 0) continue;
+                    const style = getComputedStyle(element);
+                    if (style.visibility === "hidden" || style.display === "none") continue;
+                    const cut = element.scrollWidth > element.clientWidth + 1 && style.overflow !== "visible";
+                    texts.push({text: own, box: box(element), overflows: cut});
+                }
+                return {box: box(root), texts};
+            }""",
+            node_id,
+        )
+
     def screenshot_node(self, node_id: int, path: Path, margin: int = 16) -> Path:
         """Save a PNG of one node, cropped from the canvas."""
         box = self.evaluate(

@@ -8,6 +8,9 @@
 // hidden has the option keys `detect_modalities` / `detect_backends` in /object_info, built from
 // nodes/modalities.py by nodes/widget_visibility.py. A widget without them is always shown.
 //
+// The network options (`resolution`) also carry `detect_for_methods` ({modality: [method, ...]}): they
+// show only while the local method is one of those (a network; "auto" where the default is one).
+//
 // The method combo offers only the chosen modality's methods: the input that carries
 // `detect_local_methods` ({modality: {method: label}}, "auto" first) is narrowed to them, each shown
 // with its label (weight-free, or its download size). The node definition still lists every method,
@@ -19,6 +22,7 @@ const NODE_CLASS = "ScenarioDetect";
 const MODALITIES_KEY = "detect_modalities";
 const BACKENDS_KEY = "detect_backends";
 const METHODS_KEY = "detect_local_methods";
+const FOR_METHODS_KEY = "detect_for_methods";
 const STATUS_WIDGET = "detect_status";
 
 // Read the per-widget rules from a V1 node definition (/object_info entry).
@@ -32,10 +36,13 @@ function rulesFromNodeDef(nodeData) {
       const modalities = options[MODALITIES_KEY];
       const backends = options[BACKENDS_KEY];
       if (!Array.isArray(modalities) && !Array.isArray(backends)) continue;
-      rules.set(name, {
+      const rule = {
         modalities: Array.isArray(modalities) ? modalities : null,
         backends: Array.isArray(backends) ? backends : null,
-      });
+      };
+      const forMethods = options[FOR_METHODS_KEY];
+      if (forMethods && typeof forMethods === "object") rule.methods = forMethods;
+      rules.set(name, rule);
     }
   }
   return rules;
@@ -113,10 +120,14 @@ function widgetValue(node, name) {
   return node.widgets?.find((w) => w.name === name)?.value;
 }
 
-function applies(rule, modality, backend) {
+function applies(rule, modality, backend, method) {
   if (rule.modalities && modality != null && !rule.modalities.includes(modality)) return false;
   // No backend widget (or an unknown value): do not filter on it.
   if (rule.backends && backend != null && !rule.backends.includes(backend)) return false;
+  if (rule.methods && modality != null && method != null) {
+    const methods = Object.hasOwn(rule.methods, modality) ? rule.methods[modality] : [];
+    if (!methods.includes(method)) return false;
+  }
   return true;
 }
 
@@ -124,13 +135,14 @@ function applyVisibility(node, rules) {
   if (!node.widgets || rules.size === 0) return;
   const modality = widgetValue(node, "modality");
   const backend = widgetValue(node, "backend");
+  const method = widgetValue(node, "local_method");
   let changed = false;
   for (const widget of node.widgets) {
     const rule = rules.get(widget.name);
     if (!rule) continue;
     // A widget converted to an input socket (older frontends) is driven by a link: leave it.
     if (widget.type === "converted-widget") continue;
-    const shown = applies(rule, modality, backend);
+    const shown = applies(rule, modality, backend, method);
     if (!widget.hidden !== shown) {
       setWidgetShown(widget, shown);
       changed = true;
@@ -158,10 +170,28 @@ function fitHeight(node) {
   node.graph?.setDirtyCanvas?.(true, true);
 }
 
+// The classic canvas cuts a combo's text that does not fit ("auto → depth_anything_v2 · 99 MB "):
+// widen the node (never narrow it) to the longest method label of any modality, measured in the font
+// litegraph draws widgets with. Chrome: 4 margins of 15 px, arrows and padding 25, gap 5, slack 12.
+const COMBO_CHROME_PX = 4 * 15 + 25 + 5 + 12;
+
+function fitMethodLabels(node, methods) {
+  const widget = methods && node.widgets?.find((w) => w.name === methods.widget);
+  if (!widget || typeof node.setSize !== "function" || !(node.size?.length >= 2)) return;
+  const ctx = document.createElement("canvas").getContext("2d");
+  if (!ctx) return;
+  ctx.font = `normal ${globalThis.LiteGraph?.NODE_SUBTEXT_SIZE ?? 12}px ${globalThis.LiteGraph?.NODE_FONT ?? "Arial"}`;
+  const labels = Object.values(methods.byModality).flatMap((byMethod) => Object.values(byMethod));
+  const widest = Math.max(0, ...labels.map((label) => ctx.measureText(String(label)).width));
+  const needed = Math.ceil(ctx.measureText(widget.label ?? widget.name).width + widest + COMBO_CHROME_PX);
+  if (node.size[0] < needed) node.setSize([needed, node.size[1]]);
+}
+
 // The method combo's choices, then which widgets show: both follow the modality (and backend).
 function refresh(node, rules, methods, modalityChanged = false) {
   applyMethodChoices(node, methods, modalityChanged);
   applyVisibility(node, rules);
+  fitMethodLabels(node, methods);
 }
 
 // A node created, configured or loaded: watch its combos and apply the current values.
@@ -170,9 +200,9 @@ function attach(node, rules, methods) {
   refresh(node, rules, methods);
 }
 
-// Re-apply when the modality or backend combo changes (wrapping, not replacing, the callback).
+// Re-apply when the modality, backend or method combo changes (wrapping, not replacing, the callback).
 function watchCombos(node, rules, methods) {
-  for (const name of ["modality", "backend"]) {
+  for (const name of ["modality", "backend", "local_method"]) {
     const widget = node.widgets?.find((w) => w.name === name);
     if (!widget || widget.__detectWatched) continue;
     widget.__detectWatched = true;

@@ -1,10 +1,12 @@
 """Model-backed detectors built on the network classes of ``controlnet-aux`` (a dependency, imported lazily).
 
 Each detector has the local-method signature ``fn(images [B,H,W,3] float32 CPU, params) ->
-[B,H,W,3] float32 0..1`` with the input's H and W: the image is resized so its short side is
-``params.get("resolution", 512)`` (the size the networks were trained at; a programmatic option,
-not a widget), run in chunks (``params.get("chunk")``, default ``models.default_chunk``: 1 on CPU,
-4 on GPU), and the map is resized back exactly.
+[B,H,W,3] float32 0..1`` with the input's H and W. Each network is described once at the end of
+this module (a ``networks.Network``: weight file, builder, input multiple, precision) and run by
+``networks.run_network``: the image is resized so its short side is ``params["resolution"]`` (the
+node's ``resolution`` widget and the CLI's ``--resolution``; default 512, the size the networks were
+trained at), run in chunks (``Network.chunk``: one image per pass on a CPU, four on a GPU, or
+``params["chunk"]``), and the map is resized back exactly.
 
 Only the network classes come from controlnet-aux; the weights are found or downloaded by
 ``weights.py`` (never ``hf_hub_download``), read with ``torch.load(weights_only=True)`` and loaded
@@ -13,7 +15,8 @@ submodule would run its package ``__init__`` (every detector, ~3 s and 250 MB): 
 ``__init__`` and loads only the submodule a method needs, inside its first call, never when ComfyUI
 loads the pack.
 
-Weights (all from https://huggingface.co/lllyasviel/Annotators) are described in ``WEIGHTS``.
+Weights (all from https://huggingface.co/lllyasviel/Annotators) are the ``WeightFile`` constants below;
+``nodes.local.METHODS`` lists each method's files, fetched together before it runs.
 """
 
 from __future__ import annotations
@@ -35,19 +38,11 @@ import torch.nn.functional as F
 
 from ..images import rgb_u8_at
 from .depth_maps import normal_rgb
-from .models import (
-    MODELS,
-    Loaded,
-    chunk_size,
-    fit_size,
-    from_model,
-    network_resolution,
-    run_chunks,
-    to_model,
-)
+from .models import Loaded, chunk_size, from_model, run_chunks, to_model
+from .networks import Network, run_network
 from .pose_drawing import Point, draw_people
 from .pose_keypoints import PoseKeypointFrame, frame_entry, person_entry
-from .weights import WeightFile, load_state_dict, weight_path, weight_paths
+from .weights import WeightFile, WeightFileUnusable, load_state_dict
 
 ANNOTATORS = "lllyasviel/Annotators"
 MLSD = WeightFile(ANNOTATORS, "mlsd_large_512_fp32.pth", "M-LSD line segment detector", "6.3 MB")
@@ -60,21 +55,6 @@ OPENPOSE_BODY = WeightFile(ANNOTATORS, "body_pose_model.pth", "OpenPose body", "
 OPENPOSE_HAND = WeightFile(ANNOTATORS, "hand_pose_model.pth", "OpenPose hand", "147 MB")
 OPENPOSE_FACE = WeightFile(ANNOTATORS, "facenet.pth", "OpenPose face", "154 MB")
 NORMAL_BAE = WeightFile(ANNOTATORS, "scannet.pt", "BAE surface normals (ScanNet)", "291 MB")
-OPENPOSE_FULL = (OPENPOSE_BODY, OPENPOSE_HAND, OPENPOSE_FACE)
-
-WEIGHTS: tuple[WeightFile, ...] = (
-    MLSD,
-    PIDINET,
-    HED,
-    LINEART,
-    LINEART_COARSE,
-    LINEART_ANIME,
-    OPENPOSE_BODY,
-    OPENPOSE_HAND,
-    OPENPOSE_FACE,
-    NORMAL_BAE,
-)
-
 
 _IMPORT_LOCK = threading.RLock()
 
@@ -143,7 +123,7 @@ def aux(module: str) -> ModuleType:
         ) from exc
 
 
-def _need_aux() -> None:
+def need_aux() -> None:
     """Fail before any weight download when the network classes are not installed."""
     if importlib.util.find_spec("controlnet_aux") is None:
         aux("")  # raises the install message
@@ -153,9 +133,14 @@ def _strict(module: torch.nn.Module, state: dict[str, Any], path: Path) -> torch
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise RuntimeError(
-            f"{path} does not hold the weights this network expects ({str(exc)[:300]}). It may be "
-            "another file with the same name: delete it and run again to download the right one."
+        expected, found = set(module.state_dict()), set(state)
+        if expected == found:
+            why = "its tensors have other shapes"
+        else:
+            why = f"{len(expected - found)} of the network's {len(expected)} tensors missing"
+            why += f", {len(found - expected)} unknown ones"
+        raise WeightFileUnusable(
+            path, f"it holds the weights of another network ({why}); a file of the same name from elsewhere?"
         ) from exc
     return module
 
@@ -192,20 +177,23 @@ def _mlsd_segments(out: torch.Tensor, score_thr: float, dist_thr: float, top_k: 
     return segments
 
 
+# controlnet-aux's MLSDdetector defaults (thr_v, thr_d), which ControlNet's mlsd maps were made with.
+MLSD_SCORE = 0.1
+MLSD_DISTANCE = 0.1
+
+
 def mlsd(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
     """M-LSD straight lines, 1-px-wide (scaled with the image) white on black."""
-    _need_aux()
-    loaded = MODELS.get("mlsd", weight_path(MLSD), build_mlsd)
+    need_aux()
     height, width = images.shape[1:3]
-    size = fit_size(height, width, network_resolution(params), 64)
 
-    def run(chunk: torch.Tensor) -> torch.Tensor:
+    def run(loaded: Loaded, chunk: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         x = to_model(chunk, size, loaded) * 2.0 - 1.0
         # M-LSD's fourth input plane: a plane of ones that went through the same 0..255 -> -1..1
         # normalisation as the pixels in the original pipeline, hence 1/127.5 - 1, not 1.
         x = torch.cat([x, torch.full_like(x[:, :1], 1.0 / 127.5 - 1.0)], dim=1)
         x = x.contiguous(memory_format=torch.channels_last)  # see to_model
-        segs = _mlsd_segments(loaded.module(x), float(params.get("mlsd_score", 0.1)), 0.1)
+        segs = _mlsd_segments(loaded.module(x), MLSD_SCORE, MLSD_DISTANCE)
         sx, sy = 2.0 * width / size[1], 2.0 * height / size[0]  # output is half the input size
         thickness = max(1, round(min(height, width) / 512))
         maps = np.zeros((chunk.shape[0], height, width), np.uint8)
@@ -216,7 +204,7 @@ def mlsd(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
                 cv2.line(canvas, p0, p1, 255, thickness, cv2.LINE_8)
         return torch.from_numpy(maps).float().div_(255.0)[..., None].expand(-1, -1, -1, 3)
 
-    return run_chunks(images, chunk_size(params, loaded), run)
+    return run_network(images, params, MLSD_NET, run)
 
 
 # --- scribble: PiDiNet and HED, thinned and thickened like ControlNet's scribble maps ----------
@@ -310,29 +298,15 @@ def hed_edges(loaded: Loaded, images: torch.Tensor, size: tuple[int, int]) -> to
 
 
 def scribble_pidinet(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
-    _need_aux()
-    # float32: a 2.9 MB network gains little from float16, which was never checked against the reference.
-    loaded = MODELS.get("pidinet", weight_path(PIDINET), build_pidinet, half_ok=False)
-    height, width = images.shape[1:3]
-    size = fit_size(height, width, network_resolution(params), 8)
-
-    def run(chunk: torch.Tensor) -> torch.Tensor:
-        return _scribble(pidinet_edges(loaded, chunk, size), height, width)
-
-    return run_chunks(images, chunk_size(params, loaded), run)
+    need_aux()
+    return run_network(images, params, PIDINET_NET, lambda loaded, chunk, size: _scribble(
+        pidinet_edges(loaded, chunk, size), chunk.shape[1], chunk.shape[2]))
 
 
 def scribble_hed(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
-    _need_aux()
-    # float32 only: HED takes 0..255 inputs and its deep activations can overflow float16.
-    loaded = MODELS.get("hed", weight_path(HED), build_hed, half_ok=False)
-    height, width = images.shape[1:3]
-    size = fit_size(height, width, network_resolution(params), 16)
-
-    def run(chunk: torch.Tensor) -> torch.Tensor:
-        return _scribble(hed_edges(loaded, chunk, size), height, width)
-
-    return run_chunks(images, chunk_size(params, loaded), run)
+    need_aux()
+    return run_network(images, params, HED_NET, lambda loaded, chunk, size: _scribble(
+        hed_edges(loaded, chunk, size), chunk.shape[1], chunk.shape[2]))
 
 
 # --- lineart (sketch) and anime lineart ----------------------------------------------------------
@@ -342,25 +316,19 @@ def build_lineart(path: Path) -> torch.nn.Module:
     return _strict(aux("lineart").Generator(3, 1, 3), load_state_dict(path), path)
 
 
-def _lineart(images: torch.Tensor, params: dict[str, Any], name: str, spec: WeightFile) -> torch.Tensor:
-    _need_aux()
-    loaded = MODELS.get(name, weight_path(spec), build_lineart)
-    height, width = images.shape[1:3]
-    size = fit_size(height, width, network_resolution(params), 8)
-
-    def run(chunk: torch.Tensor) -> torch.Tensor:
-        lines = 1.0 - loaded.module(to_model(chunk, size, loaded)).float().clamp(0, 1)  # dark lines -> white
-        return from_model(lines, height, width)
-
-    return run_chunks(images, chunk_size(params, loaded), run)
+def _lineart(loaded: Loaded, chunk: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    lines = 1.0 - loaded.module(to_model(chunk, size, loaded)).float().clamp(0, 1)  # dark lines -> white
+    return from_model(lines, chunk.shape[1], chunk.shape[2])
 
 
 def sketch_lineart(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
-    return _lineart(images, params, "lineart", LINEART)
+    need_aux()
+    return run_network(images, params, LINEART_NET, _lineart)
 
 
 def sketch_lineart_coarse(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
-    return _lineart(images, params, "lineart_coarse", LINEART_COARSE)
+    need_aux()
+    return run_network(images, params, LINEART_COARSE_NET, _lineart)
 
 
 def build_lineart_anime(path: Path) -> torch.nn.Module:
@@ -372,17 +340,14 @@ def build_lineart_anime(path: Path) -> torch.nn.Module:
     return _strict(net, _strip_prefix(load_state_dict(path), "module."), path)
 
 
+def _lineart_anime(loaded: Loaded, chunk: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    out = loaded.module(to_model(chunk, size, loaded) * 2.0 - 1.0).float()
+    return from_model(1.0 - (out * 0.5 + 0.5).clamp(0, 1), chunk.shape[1], chunk.shape[2])
+
+
 def lineart_anime(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
-    _need_aux()
-    loaded = MODELS.get("lineart_anime", weight_path(LINEART_ANIME), build_lineart_anime)
-    height, width = images.shape[1:3]
-    size = fit_size(height, width, network_resolution(params), 256)  # eight 2x downsamplings
-
-    def run(chunk: torch.Tensor) -> torch.Tensor:
-        out = loaded.module(to_model(chunk, size, loaded) * 2.0 - 1.0).float()
-        return from_model(1.0 - (out * 0.5 + 0.5).clamp(0, 1), height, width)
-
-    return run_chunks(images, chunk_size(params, loaded), run)
+    need_aux()
+    return run_network(images, params, LINEART_ANIME_NET, _lineart_anime)
 
 
 # --- BAE surface normals (ControlNet 1.1 normalbae's annotator) --------------------------------
@@ -431,17 +396,9 @@ def bae_normals(loaded: Loaded, images: torch.Tensor, size: tuple[int, int]) -> 
 
 def normal_bae(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
     """BAE normals as ControlNet's normalbae model was trained on: RGB = (n + 1) / 2, no renormalising."""
-    _need_aux()
-    # float32: its unit-vector normalisation squares raw outputs and adds 1e-10, beyond float16's range
-    # either way, and the reference (what normalbae was trained on) runs in float32.
-    loaded = MODELS.get("normal_bae", weight_path(NORMAL_BAE), build_normal_bae, half_ok=False)
-    height, width = images.shape[1:3]
-    size = fit_size(height, width, network_resolution(params), 32)  # EfficientNet downsamples by 32
-
-    def run(chunk: torch.Tensor) -> torch.Tensor:
-        return from_model(normal_rgb(bae_normals(loaded, chunk, size)), height, width)
-
-    return run_chunks(images, chunk_size(params, loaded), run)
+    need_aux()
+    return run_network(images, params, NORMAL_BAE_NET, lambda loaded, chunk, size: from_model(
+        normal_rgb(bae_normals(loaded, chunk, size)), chunk.shape[1], chunk.shape[2]))
 
 
 # --- OpenPose ------------------------------------------------------------------------------------
@@ -453,10 +410,10 @@ def _transfer(net: torch.nn.Module, state: dict[str, Any], path: Path) -> torch.
     for key in net.state_dict():
         short = key.split(".", 1)[1]
         if short not in state:
-            raise RuntimeError(f"{path} lacks the layer '{short}': it is not an OpenPose file of this kind")
+            raise WeightFileUnusable(path, f"it lacks the layer '{short}': it is not an OpenPose file of this kind")
         renamed[key] = state[short]
     if len(renamed) != len(state):
-        raise RuntimeError(f"{path} holds {len(state)} tensors, the network expects {len(renamed)}")
+        raise WeightFileUnusable(path, f"it holds {len(state)} tensors where the network expects {len(renamed)}")
     return _strict(net, renamed, path)
 
 
@@ -541,23 +498,17 @@ def pose_frame(
 def _pose(
     images: torch.Tensor, params: dict[str, Any], hands_and_face: bool
 ) -> tuple[torch.Tensor, list[PoseKeypointFrame]]:
-    _need_aux()
+    need_aux()
     op = aux("open_pose")
-    body = _estimator(
-        op.Body, MODELS.get("openpose_body", weight_path(OPENPOSE_BODY), build_openpose_body, half_ok=False)
-    )
+    body = _estimator(op.Body, OPENPOSE_BODY_NET.load())
     hand = face = None
     if hands_and_face:
-        hand = _estimator(
-            op.Hand, MODELS.get("openpose_hand", weight_path(OPENPOSE_HAND), build_openpose_hand, half_ok=False)
-        )
-        face = _estimator(
-            op.Face, MODELS.get("openpose_face", weight_path(OPENPOSE_FACE), build_openpose_face, half_ok=False)
-        )
+        hand = _estimator(op.Hand, OPENPOSE_HAND_NET.load())
+        face = _estimator(op.Face, OPENPOSE_FACE_NET.load())
     detector = op.OpenposeDetector(body, hand, face)  # for its hand/face crops around a body
     threshold = float(params.get("keypoint_threshold", 0.3))
     height, width = images.shape[1:3]
-    size = fit_size(height, width, network_resolution(params), 1)
+    size = OPENPOSE_BODY_NET.size(height, width, params)
     keypoints: list[PoseKeypointFrame] = []
 
     def draw_one(frame: np.ndarray) -> np.ndarray:
@@ -589,6 +540,22 @@ def pose_body(images: torch.Tensor, params: dict[str, Any]) -> tuple[torch.Tenso
 
 def pose_full(images: torch.Tensor, params: dict[str, Any]) -> tuple[torch.Tensor, list[PoseKeypointFrame]]:
     """OpenPose body, hands and face, drawn and as keypoints."""
-    _need_aux()
-    weight_paths(OPENPOSE_FULL)  # all three first: a failure lists every file still missing, not only the first
     return _pose(images, params, hands_and_face=True)
+
+
+# --- the networks, each described once (weights, builder, the sizes it takes) -------------------
+
+MLSD_NET = Network("mlsd", MLSD, build_mlsd, multiple=64)
+# float32: a 2.9 MB network gains little from float16, which was never checked against the reference.
+PIDINET_NET = Network("pidinet", PIDINET, build_pidinet, multiple=8, half_ok=False)
+# float32 only: HED takes 0..255 inputs and its deep activations can overflow float16.
+HED_NET = Network("hed", HED, build_hed, multiple=16, half_ok=False)
+LINEART_NET = Network("lineart", LINEART, build_lineart, multiple=8)
+LINEART_COARSE_NET = Network("lineart_coarse", LINEART_COARSE, build_lineart, multiple=8)
+LINEART_ANIME_NET = Network("lineart_anime", LINEART_ANIME, build_lineart_anime, multiple=256)  # 8 downsamplings
+# float32: its unit-vector normalisation squares raw outputs and adds 1e-10, beyond float16's range
+# either way, and the reference (what normalbae was trained on) runs in float32.
+NORMAL_BAE_NET = Network("normal_bae", NORMAL_BAE, build_normal_bae, multiple=32, half_ok=False)  # EfficientNet: 32
+OPENPOSE_BODY_NET = Network("openpose_body", OPENPOSE_BODY, build_openpose_body, multiple=1, half_ok=False)
+OPENPOSE_HAND_NET = Network("openpose_hand", OPENPOSE_HAND, build_openpose_hand, multiple=1, half_ok=False)
+OPENPOSE_FACE_NET = Network("openpose_face", OPENPOSE_FACE, build_openpose_face, multiple=1, half_ok=False)

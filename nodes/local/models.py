@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import host
+from .weights import built_from
 
 log = logging.getLogger("scenario_detect.models")
 
@@ -98,12 +99,19 @@ class ModelCache:
             entry = self._entries.get(key)
             if entry is None:
                 entry = self._load(key, Path(path), build, device, dtype)
-            if entry.patcher is not None:
-                import comfy.model_management as mm
-
-                # Frees VRAM for us if needed and moves the network back if ComfyUI offloaded it.
-                mm.load_models_gpu([entry.patcher], force_full_load=True)
+        if entry.patcher is None:
             return entry
+        import comfy.model_management as mm
+
+        # From here to the end of the run no other node may load, move or free models: claim_device
+        # parks ComfyUI's prompt thread (local_thread.py). Outside our lock, which the prompt thread takes
+        # when ComfyUI unloads one of our networks; reading and building it above ran beside the prompt.
+        host.claim_device()
+        with self._lock:
+            entry = self._entries.setdefault(key, entry)  # unloaded while we waited: still usable, keep it
+            # Frees VRAM for us if needed and moves the network back if ComfyUI offloaded it.
+            mm.load_models_gpu([entry.patcher], force_full_load=True)
+        return entry
 
     def _load(
         self,
@@ -114,7 +122,7 @@ class ModelCache:
         dtype: torch.dtype,
     ) -> Loaded:
         log.info("Loading %s from %s on %s (%s)", key[0], path, device, dtype)
-        module = build(path)
+        module = built_from(path, build)  # a bad file: one WeightFileUnusable naming it, not the reader's error
         module.eval().requires_grad_(False)
         module.to(dtype=dtype)
         entry = Loaded(key, module, device, dtype)
@@ -215,17 +223,22 @@ def run_chunks(images: torch.Tensor, chunk: int, fn: Callable[[torch.Tensor], to
 
 def default_chunk(device: torch.device) -> int:
     """Images per forward pass. On CPU one at a time is fastest per image (measured at 512 px on
-    2 cores: batches of 4 cost 5-55 % more per image, cache-bound); GPUs gain from batching."""
+    2 cores: batches of 4 cost 5-55 % more per image, cache-bound); GPUs gain from batching (a
+    ``networks.Network`` may ask for larger GPU batches: ``gpu_chunk``)."""
     return 1 if device.type == "cpu" else 4
 
 
 def network_resolution(params: dict[str, Any], default: int = 512) -> int:
-    """The short side a network sees (the ``resolution`` parameter, not a widget), at least 64 px."""
+    """The short side a network sees (the node's ``resolution`` widget, ``--resolution``), at least 64 px."""
     return max(64, int(params.get("resolution", default)))
 
 
 def chunk_size(params: dict[str, Any], loaded: Loaded | None = None) -> int:
-    """Images per forward pass: the ``chunk`` parameter, else ``default_chunk`` for the model's device."""
+    """Images per forward pass: ``default_chunk`` for the model's device, or ``params["chunk"]``.
+
+    ``chunk`` is a programmatic option on purpose (tests run batches through several chunks on a CPU):
+    the node and the CLI never set it, as ``run.check_params`` keeps only the table's parameters.
+    """
     if "chunk" in params:
         return max(1, int(params["chunk"]))
     return default_chunk(loaded.device if loaded is not None else torch.device("cpu"))

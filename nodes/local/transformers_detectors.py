@@ -26,10 +26,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..images import sanitized
 from . import depth_maps
 from .ade20k import ADE20K_PALETTE, SUBJECT_CLASSES
-from .models import MODELS, Loaded, fit_size, run_chunks, to_model
-from .weights import WeightFile, repo_folder
+from .models import Loaded, to_model
+from .networks import Network, run_network
+from .opencv_detectors import grayscale
+from .weights import WeightFile, WeightFileUnusable
 
 log = logging.getLogger("scenario_detect.transformers")
 
@@ -50,6 +53,9 @@ DEPTH_FILES = repo_files(DEPTH_REPO, "Depth Anything V2 Small", "99 MB")
 SEGMENTATION_FILES = repo_files(SEGMENTATION_REPO, "UperNet ConvNeXt-tiny ADE20K", "241 MB")
 
 DEPTH_RESOLUTION = 518  # Depth Anything V2's training size; sides must be multiples of its 14 px patch
+# ``resolution`` (default 512) is scaled by this for Depth Anything: the default gives its training
+# size, 518; other values in proportion (1024 -> 1036: 74 patches of 14 px).
+DEPTH_SCALE = DEPTH_RESOLUTION / 512
 DEPTH_MULTIPLE = 14
 SEGMENTATION_RESOLUTION = 512  # ADE20K models are trained on 512 px crops, tested at short side 512
 SEGMENTATION_MULTIPLE = 32  # ConvNeXt downsamples by 32
@@ -60,12 +66,9 @@ MIN_SUBJECT_FRACTION = 0.002
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def _chunk_size(loaded: Loaded) -> int:
-    # A GPU gains from batches; on a CPU batch 2 showed no gain over batch 1 here, and one image at
-    # a time keeps memory low (150 class maps per image) and the progress bar moving.
-    return 8 if loaded.device.type == "cuda" else 1
+# Images per forward pass on a GPU, which gains from batches; on a CPU one at a time (batch 2 showed
+# no gain there, and one image keeps memory low, 150 class maps each, and the progress bar moving).
+GPU_CHUNK = 8
 
 
 def _normalization(folder: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -81,10 +84,9 @@ def _normalization(folder: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return mean, std
 
 
-def _normalize(x: torch.Tensor, folder: Path) -> torch.Tensor:
-    mean, std = _normalization(folder)
-    m = torch.tensor(mean, device=x.device, dtype=x.dtype)[None, :, None, None]
-    s = torch.tensor(std, device=x.device, dtype=x.dtype)[None, :, None, None]
+def _normalize(x: torch.Tensor, network: HubNetwork) -> torch.Tensor:
+    m = torch.tensor(network.mean, device=x.device, dtype=x.dtype)[None, :, None, None]
+    s = torch.tensor(network.std, device=x.device, dtype=x.dtype)[None, :, None, None]
     return (x - m) / s
 
 
@@ -98,10 +100,11 @@ class HubNetwork(torch.nn.Module):
     read-only property; a plain wrapper takes the assignment and holds the real network inside.
     """
 
-    def __init__(self, network: torch.nn.Module, output: str) -> None:
+    def __init__(self, network: torch.nn.Module, output: str, folder: Path) -> None:
         super().__init__()
         self.network = network
         self.output = output
+        self.mean, self.std = _normalization(folder)  # the input statistics its folder announces
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return getattr(self.network(pixel_values=pixel_values), self.output)
@@ -112,7 +115,7 @@ def build_depth_model(folder: Path) -> torch.nn.Module:
 
     # No dtype argument: its name changed across transformers versions (ComfyUI needs >= 4.50).
     network = AutoModelForDepthEstimation.from_pretrained(str(folder), local_files_only=True)
-    return HubNetwork(network.float(), "predicted_depth")
+    return HubNetwork(network.float(), "predicted_depth", folder)
 
 
 def build_segmentation_model(folder: Path) -> torch.nn.Module:
@@ -121,42 +124,48 @@ def build_segmentation_model(folder: Path) -> torch.nn.Module:
     model = AutoModelForSemanticSegmentation.from_pretrained(str(folder), local_files_only=True).float()
     labels = int(model.config.num_labels)
     if labels != ADE20K_LABELS:
-        raise ValueError(
-            f"the segmentation model in {folder} predicts {labels} classes; the segmentation modality "
-            f"needs an ADE20K model with {ADE20K_LABELS} classes (ControlNet's palette). Replace that "
-            f"folder with {SEGMENTATION_REPO}."
+        raise WeightFileUnusable(
+            folder,
+            f"it predicts {labels} classes; the segmentation modality needs an ADE20K model with "
+            f"{ADE20K_LABELS} classes (ControlNet's palette), such as {SEGMENTATION_REPO}",
         )
-    return HubNetwork(model, "logits")
+    return HubNetwork(model, "logits", folder)
+
+
+DEPTH = Network(
+    "depth_anything_v2_small", DEPTH_FILES, build_depth_model, DEPTH_MULTIPLE, scale=DEPTH_SCALE, gpu_chunk=GPU_CHUNK
+)
+SEGMENTATION = Network(
+    "upernet_ade20k", SEGMENTATION_FILES, build_segmentation_model, SEGMENTATION_MULTIPLE, SEGMENTATION_RESOLUTION,
+    gpu_chunk=GPU_CHUNK,
+)
 
 
 def depth_model(models_dir: str | Path | None = None) -> tuple[Loaded, Path]:
-    folder = repo_folder(DEPTH_REPO, DEPTH_FILES, models_dir)
-    return MODELS.get("depth_anything_v2_small", folder, build_depth_model), folder
+    return DEPTH.load(models_dir), DEPTH.path(models_dir)
 
 
 def segmentation_model(models_dir: str | Path | None = None) -> tuple[Loaded, Path]:
-    folder = repo_folder(SEGMENTATION_REPO, SEGMENTATION_FILES, models_dir)
-    return MODELS.get("upernet_ade20k", folder, build_segmentation_model), folder
+    return SEGMENTATION.load(models_dir), SEGMENTATION.path(models_dir)
 
 
 # -- inference on one chunk --
 
 
-def predict_depth(loaded: Loaded, folder: Path, images: torch.Tensor) -> torch.Tensor:
-    """[b, H, W, 3] 0..1 CPU -> [b, H, W] normalised depth (near = 1) on the model's device."""
+def predict_depth(loaded: Loaded, images: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """[b, H, W, 3] 0..1 CPU -> [b, H, W] normalised depth (near = 1) on the model's device; the
+    network sees ``size`` (default: ``DEPTH``'s own)."""
     height, width = images.shape[1:3]
-    x = _normalize(to_model(images, fit_size(height, width, DEPTH_RESOLUTION, DEPTH_MULTIPLE), loaded), folder)
-    prediction = loaded.module(x).float()  # [b, h, w], larger = nearer
+    size = size or DEPTH.size(height, width, {})
+    prediction = loaded.module(_normalize(to_model(images, size, loaded), loaded.module)).float()  # larger = nearer
     prediction = F.interpolate(prediction[:, None], size=(height, width), mode="bicubic", align_corners=False)
     return depth_maps.normalize_depth(prediction[:, 0])
 
 
-def predict_logits(loaded: Loaded, folder: Path, images: torch.Tensor) -> torch.Tensor:
+def predict_logits(loaded: Loaded, images: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
     """[b, H, W, 3] 0..1 CPU -> ADE20K logits [b, 150, h, w] (float32) at the model's resolution."""
-    height, width = images.shape[1:3]
-    size = fit_size(height, width, SEGMENTATION_RESOLUTION, SEGMENTATION_MULTIPLE)
-    x = _normalize(to_model(images, size, loaded), folder)
-    return loaded.module(x).float()
+    size = size or SEGMENTATION.size(images.shape[1], images.shape[2], {})
+    return loaded.module(_normalize(to_model(images, size, loaded), loaded.module)).float()
 
 
 def paint_labels(labels: torch.Tensor) -> torch.Tensor:
@@ -198,44 +207,28 @@ def subject_alpha(logits: torch.Tensor, height: int, width: int) -> torch.Tensor
 
 def depth_anything(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
     """Depth, near = bright, normalised per image, same size as the input."""
-    loaded, folder = depth_model()
-
-    def run(chunk: torch.Tensor) -> torch.Tensor:
-        return predict_depth(loaded, folder, chunk)[..., None]  # [b,H,W,1]: broadcast into 3 channels
-
-    return run_chunks(images, _chunk_size(loaded), run)
+    # [b,H,W,1]: broadcast into 3 channels
+    return run_network(images, params, DEPTH, lambda loaded, chunk, size: predict_depth(loaded, chunk, size)[..., None])
 
 
 def normal_from_depth_anything(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
     """Normals from Depth Anything's depth, RGB = (left, up, viewer) as ControlNet normalbae expects."""
-    loaded, folder = depth_model()
-
-    def run(chunk: torch.Tensor) -> torch.Tensor:
-        return depth_maps.normals_from_depth(predict_depth(loaded, folder, chunk))
-
-    return run_chunks(images, _chunk_size(loaded), run)
+    return run_network(images, params, DEPTH, lambda loaded, chunk, size: depth_maps.normals_from_depth(
+        predict_depth(loaded, chunk, size)))
 
 
 def segmentation_ade20k(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
     """ADE20K semantic segmentation in ControlNet's palette, same size as the input."""
-    loaded, folder = segmentation_model()
-
-    def run(chunk: torch.Tensor) -> torch.Tensor:
-        logits = predict_logits(loaded, folder, chunk)
-        return paint_labels(labels_at(logits, chunk.shape[1], chunk.shape[2]))
-
-    return run_chunks(images, _chunk_size(loaded), run)
+    return run_network(images, params, SEGMENTATION, lambda loaded, chunk, size: paint_labels(
+        labels_at(predict_logits(loaded, chunk, size), chunk.shape[1], chunk.shape[2])))
 
 
 def remove_background(images: torch.Tensor) -> torch.Tensor:
-    """Soft subject mask [B, H, W] 0..1 (1 = keep) from the ADE20K segmentation model."""
-    loaded, folder = segmentation_model()
-
-    def run(chunk: torch.Tensor) -> torch.Tensor:
-        logits = predict_logits(loaded, folder, chunk)
-        return subject_alpha(logits, chunk.shape[1], chunk.shape[2])[..., None]
-
-    return run_chunks(images, _chunk_size(loaded), run)[..., 0]
+    """Soft subject mask [B, H, W] 0..1 (1 = keep) from the ADE20K segmentation model, at its own resolution
+    (grayscale has no ``resolution``: it is a weight-free method)."""
+    alpha = run_network(images, {}, SEGMENTATION, lambda loaded, chunk, size: subject_alpha(
+        predict_logits(loaded, chunk, size), chunk.shape[1], chunk.shape[2])[..., None])
+    return alpha[..., 0]
 
 
 def grayscale_without_background(images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
@@ -245,9 +238,6 @@ def grayscale_without_background(images: torch.Tensor, params: dict[str, Any]) -
     not depend on what surrounded it; the background is then made exactly black through the soft
     mask, whatever the levels would have turned black into.
     """
-    from ..images import sanitized
-    from .opencv_detectors import grayscale
-
     alpha = remove_background(sanitized(images))  # grayscale gets the raw batch (any channels, NaN)
-    gray = grayscale(images, {**params, "remove_background": False})
+    gray = grayscale(images, params)
     return gray.mul_(alpha[..., None])

@@ -44,14 +44,15 @@ import glob
 import hashlib
 import logging
 import os
+import pickle
 import re
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 from .. import host
@@ -87,6 +88,36 @@ class WeightFile:
 
 class WeightsUnavailable(FileNotFoundError):
     """A weight file is not on disk and could not be downloaded; the message says what to do."""
+
+
+class WeightFileUnusable(WeightsUnavailable):
+    """A weight file (or model folder) is on disk but cannot be used: cut short, another format, or
+    another network's weights. No usable copy is available, hence the base class: callers that stop
+    at a missing file (the CLI stops its batch) stop here too. ``path`` is the file, ``problem`` what
+    is wrong with it; the message adds what to do."""
+
+    def __init__(self, path: str | os.PathLike[str], problem: str, spec: WeightFile | None = None) -> None:
+        self.path = Path(path)
+        self.problem = problem.rstrip(".")
+        self.spec = spec
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        kind = "folder" if self.path.is_dir() else "file"
+        label = f" ({self.spec.label})" if self.spec is not None else ""
+        text = (
+            f"The model {kind} {self.path}{label} cannot be used: {self.problem}. Delete it and run again to "
+            "download a fresh copy"
+        )
+        if self.spec is not None:
+            text += f", or download it by hand from {self.spec.url} into {self.path.parent}"
+        return text + "."
+
+    def naming(self, spec: WeightFile) -> WeightFileUnusable:
+        """The same error, its message with the file's description and download address."""
+        named = WeightFileUnusable(self.path, self.problem, spec)
+        named.__cause__ = self.__cause__
+        return named
 
 
 def endpoint() -> str:
@@ -374,8 +405,6 @@ def download(spec: WeightFile, folder: Path) -> Path:
     huggingface_hub reads 10 MB at a time, so a stop loses at most the last 10 MB.
     """
     import huggingface_hub as hub
-    from huggingface_hub.file_download import http_get
-    from huggingface_hub.utils import build_hf_headers
 
     folder.mkdir(parents=True, exist_ok=True)
     url = hub.hf_hub_url(spec.repo, spec.filename, revision="main", endpoint=endpoint())
@@ -384,7 +413,6 @@ def download(spec: WeightFile, folder: Path) -> Path:
     no_retry = {"retry_on_errors": False} if _accepts(hub.get_hf_file_metadata, "retry_on_errors") else {}
     meta = hub.get_hf_file_metadata(url, timeout=30, **no_retry)
     etag = meta.etag or ""
-    expected_size = meta.size
     dest = folder / spec.filename
     partial = partial_path(folder, spec.filename, etag)
     partial.parent.mkdir(parents=True, exist_ok=True)
@@ -393,42 +421,55 @@ def download(spec: WeightFile, folder: Path) -> Path:
             return dest
         _discard_other_partials(partial)
         resume = partial.stat().st_size if partial.is_file() else 0
-        if resume and (not etag or (expected_size is not None and resume > expected_size)):
+        if resume and (not etag or (meta.size is not None and resume > meta.size)):
             resume = 0  # unverifiable or longer than the file: start again
-        # As huggingface_hub does: the body of a large file comes from the CDN the hub redirects to,
-        # and a token is only sent to the hub itself. Xet-backed files are fetched from the hub URL,
-        # which redirects to their plain-HTTPS bridge.
-        source = url if getattr(meta, "xet_file_data", None) is not None else urljoin(url, meta.location or url)
-        headers = build_hf_headers()
-        headers["Accept-Encoding"] = "identity"  # byte offsets of the file itself, so Range resumes it
-        if _origin(source) not in {_origin(url), _origin(DEFAULT_ENDPOINT)}:
-            headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
-        options: dict[str, Any] = {"displayed_filename": Path(spec.filename).name}
-        if _accepts(http_get, "tqdm_class"):  # huggingface_hub >= 0.32
-            options["tqdm_class"] = _progress_class()
         if resume:
             log.info("Resuming %s from %s at byte %d, in %s", spec.filename, url, resume, folder)
         else:
             log.info("Downloading %s from %s to %s", spec.filename, url, folder)
-        with open(partial, "r+b" if resume else "wb") as f:
-            f.seek(resume)
-            f.truncate()
-            try:
-                http_get(source, f, resume_size=resume, headers=headers, expected_size=expected_size, **options)
-            except Exception as exc:
-                if getattr(getattr(exc, "response", None), "status_code", None) == 416:
-                    f.close()
-                    partial.unlink(missing_ok=True)  # the server refuses our offset: start again next time
-                raise
-        if re.fullmatch(r"[0-9a-f]{64}", etag.lower()):  # large (LFS) files: the etag is the content's SHA-256
-            actual = _sha256(partial)
-            if actual != etag.lower():
-                partial.unlink(missing_ok=True)  # a spliced or corrupt partial must not be continued
-                raise OSError(f"checksum mismatch: got sha256 {actual}, the hub announced {etag.lower()}")
+        _transfer(url, meta, partial, resume, Path(spec.filename).name)
+        _verify(partial, etag)
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(partial, dest)  # atomic: the real name only ever holds a complete file
     log.info("Downloaded %s (%d bytes)", dest, dest.stat().st_size)
     return dest
+
+
+def _transfer(url: str, meta: Any, partial: Path, resume: int, shown_name: str) -> None:
+    """The file's bytes from ``resume`` on, appended to ``partial`` (huggingface_hub's ``http_get``)."""
+    from huggingface_hub.file_download import http_get
+    from huggingface_hub.utils import build_hf_headers
+
+    # As huggingface_hub does: the body of a large file comes from the CDN the hub redirects to,
+    # and a token is only sent to the hub itself. Xet-backed files are fetched from the hub URL,
+    # which redirects to their plain-HTTPS bridge.
+    source = url if getattr(meta, "xet_file_data", None) is not None else urljoin(url, meta.location or url)
+    headers = build_hf_headers()
+    headers["Accept-Encoding"] = "identity"  # byte offsets of the file itself, so Range resumes it
+    if _origin(source) not in {_origin(url), _origin(DEFAULT_ENDPOINT)}:
+        headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+    options: dict[str, Any] = {"displayed_filename": shown_name}
+    if _accepts(http_get, "tqdm_class"):  # huggingface_hub >= 0.32
+        options["tqdm_class"] = _progress_class()
+    with open(partial, "r+b" if resume else "wb") as f:
+        f.seek(resume)
+        f.truncate()
+        try:
+            http_get(source, f, resume_size=resume, headers=headers, expected_size=meta.size, **options)
+        except Exception as exc:
+            if getattr(getattr(exc, "response", None), "status_code", None) == 416:
+                f.close()
+                partial.unlink(missing_ok=True)  # the server refuses our offset: start again next time
+            raise
+
+
+def _verify(partial: Path, etag: str) -> None:
+    """Large (LFS) files: the etag is the content's SHA-256; a mismatch deletes the partial."""
+    if re.fullmatch(r"[0-9a-f]{64}", etag.lower()):
+        actual = _sha256(partial)
+        if actual != etag.lower():
+            partial.unlink(missing_ok=True)  # a spliced or corrupt partial must not be continued
+            raise OSError(f"checksum mismatch: got sha256 {actual}, the hub announced {etag.lower()}")
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -528,18 +569,132 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Tensors of a checkpoint, never running pickled code.
 
     ``.safetensors`` through safetensors; anything else through ``torch.load(weights_only=True)``.
+    A file that cannot be read raises ``WeightFileUnusable`` saying what is wrong with it.
     """
     path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path), device="cpu")
-    import torch
-
     try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device="cpu")
+        import torch
+
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise RuntimeError(
-            f"could not read the model file {path} ({_short(exc)}). It may be truncated or not a "
-            "weights file: delete it and run again to download a fresh copy."
-        ) from exc
+        raise WeightFileUnusable(path, file_problem(path, exc)) from exc
+
+
+T = TypeVar("T")
+# What readers of weight files raise for a bad file (torch, pickle, zip, JSON); safetensors' own
+# SafetensorError is matched by name (its module is imported only when a .safetensors file is read).
+_READ_ERRORS: tuple[type[BaseException], ...] = (RuntimeError, OSError, ValueError, EOFError, pickle.UnpicklingError)
+
+
+def built_from(path: Path, build: Callable[[Path], T]) -> T:
+    """``build(path)``, where a failure caused by the file (or model folder) becomes one
+    ``WeightFileUnusable`` naming it. Failures that say nothing about the file (a missing package,
+    a Cancel, a bug raising AttributeError) pass through unchanged."""
+    try:
+        return build(path)
+    except WeightsUnavailable:
+        raise
+    except Exception as exc:
+        inspected = path if path.is_file() else _broken_member(path)
+        problem = format_problem(inspected) if inspected is not None else None
+        if problem is None and not (isinstance(exc, _READ_ERRORS) or type(exc).__name__ == "SafetensorError"):
+            raise
+        where = inspected if problem is not None and inspected is not None else path
+        raise WeightFileUnusable(where, problem or _unreadable(exc)) from exc
+
+
+def file_problem(path: Path, exc: BaseException) -> str:
+    """What is wrong with a weight file its reader refused: from its bytes when they tell, else the reader's
+    first sentence."""
+    return format_problem(path) or _unreadable(exc)
+
+
+def _unreadable(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if "weights only load failed" in text.lower() or "unsupported global" in text.lower():
+        return "it holds pickled Python objects besides tensors, which could run code when read (refused)"
+    first = re.split(r"(?<=[.!?])\s", text, maxsplit=1)[0] or type(exc).__name__
+    if len(first) > 160:
+        first = first[:160].rsplit(" ", 1)[0] + " ..."
+    return f"it could not be read ({_short(BaseException(first))})"
+
+
+_ZIP_END = b"PK\x05\x06"  # a zip archive's end-of-central-directory record: the last thing written
+
+
+def format_problem(path: Path) -> str | None:
+    """What is wrong with ``path`` judging by its bytes, or None when it looks like a complete weights file.
+
+    Torch checkpoints (``torch.save``, TorchScript) are zip archives; a copy cut short lacks the closing
+    record. Safetensors announce their size in a header. An HTML or text page is what a failed download
+    leaves behind under the file's name.
+    """
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(64)
+            f.seek(max(0, size - 65_600))
+            tail = f.read()
+    except OSError as exc:
+        return f"it cannot be opened ({exc.strerror or exc})"
+    have = _mb(size)
+    if size == 0:
+        return "it is empty"
+    if path.suffix == ".safetensors":
+        return _safetensors_problem(path, head, size)
+    if path.suffix == ".json":
+        return None if _json_ok(path) else f"it is not valid JSON ({have}; cut short or replaced)"
+    if head.startswith(b"PK\x03\x04"):
+        return None if _ZIP_END in tail else f"it is incomplete ({have} on disk; the copy or download was cut short)"
+    if head.lstrip()[:1] in (b"<", b"{") or head.lstrip().lower().startswith(b"error"):
+        return f"it is a text or HTML page ({have}), not a weights file; a failed download may have left it"
+    if head[:1] == b"\x80":  # an older, non-zip torch.save pickle: read as is
+        return None
+    return f"it is not a PyTorch or safetensors weights file ({have}, starts with {head[:8].hex(' ')})"
+
+
+def _safetensors_problem(path: Path, head: bytes, size: int) -> str | None:
+    import json
+
+    length = int.from_bytes(head[:8], "little") if len(head) >= 8 else 0
+    if not 2 <= length <= 100_000_000:
+        return f"it is not a safetensors file ({_mb(size)})"
+    try:
+        with open(path, "rb") as f:
+            f.seek(8)
+            header = json.loads(f.read(length))
+        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return f"it is incomplete or not a safetensors file ({_mb(size)} on disk)"
+    if size < 8 + length + end:
+        return f"it is incomplete ({_mb(size)} of {_mb(8 + length + end)}; the copy or download was cut short)"
+    return None
+
+
+def _broken_member(folder: Path) -> Path | None:
+    """The first file of a model folder whose bytes show a problem (for a folder that failed to load)."""
+    if not folder.is_dir():
+        return None
+    for member in sorted(folder.iterdir()):
+        if member.is_file() and member.suffix in (".safetensors", ".bin", ".pt", ".pth", ".json"):
+            if format_problem(member) is not None:
+                return member
+    return None
+
+
+def _json_ok(path: Path) -> bool:
+    import json
+
+    try:
+        json.loads(path.read_text())
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size} bytes"

@@ -1,7 +1,8 @@
-"""Scenario cloud backend for Detect: ``backend.run_scenario`` is the one entry (node and CLI).
+"""Scenario cloud backend for Detect; ``backend.run_scenario`` is the one entry (node and CLI).
 
-Modules: ``credentials`` (environment / config file), ``client`` (httpx transport, retry policy),
-``jobs`` (detect -> poll -> asset -> download, cancel), ``cache`` (on-disk results), ``errors``
-(secret-free messages), ``node_run`` (ComfyUI progress and interrupt wiring). Nothing here imports
-httpx or ComfyUI at module level.
+One job per module: ``credentials``, ``urls`` (URL policy), ``client`` (transport, retries, what a
+failure means), ``downloads``, ``guard`` (test harness), ``api`` (endpoints, answers parsed once into
+typed records), ``jobs`` (a job's life), ``backend`` (the batch), ``cache``, ``errors``,
+``network_loop`` (the thread every request runs on), ``entry`` (the node's and the CLI's way in).
+Nothing here imports httpx or ComfyUI at module level, nor the local backend.
 """

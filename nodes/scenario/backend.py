@@ -1,49 +1,43 @@
-"""The one entry of the Scenario backend, used by the Detect node and the CLI.
-
-``run_scenario`` turns an IMAGE batch into control maps through ``POST /v1/generate/detect``: one
-job per image, run concurrently (bounded), results in input order, resized back to each input's
-size. It knows nothing about ComfyUI's graph: progress and interrupt come in as callables. Its
-steps, each readable and testable alone: :func:`plan_jobs` (validation), :class:`Inputs`
-(encoding, JPEG fallback, upload), :func:`cached_outcomes`, :func:`run_jobs` (concurrency,
-interrupt), :func:`assemble_maps` (sizes), :func:`cost_line` (what it cost, honestly).
+"""The Scenario backend's one entry (node and CLI): ``run_scenario`` turns an IMAGE batch into
+control maps through ``POST /v1/generate/detect``, one job per image, concurrently (bounded), results
+in input order at each input's size. ComfyUI's progress and interrupt come in as callables. Steps:
+:func:`plan_jobs`, :class:`Inputs`, :func:`cached_outcomes`, :func:`run_jobs`, :func:`assemble_maps`,
+:func:`cost_line`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import host
 from ..modalities import MODALITIES, api_fields, validation_errors
-from . import background
+from . import network_loop
 from .cache import ResultCache, cache_enabled, cache_key
-from .client import RetryPolicy, ScenarioClient
+from .client import JOBS_PAGE, RetryPolicy, ScenarioClient
 from .credentials import Credentials, load_credentials
-from .errors import ScenarioBatchError, ScenarioError, ScenarioRequestError
+from .errors import ScenarioBatchError, ScenarioError, ScenarioRequestError, ScenarioTimeout
 from .jobs import JobOutcome, PollSchedule, Session, estimate, retry_sleep, run_job, upload_image
 
 log = logging.getLogger("scenario_detect.scenario")
 
-# The gateway refuses bodies over about 10 MB; base64 adds a third. Up to this many PNG bytes the
-# image goes inline as a data URL (about 4.7 MB of JSON), above it it is uploaded first.
+# The gateway refuses bodies over about 10 MB and base64 adds a third: up to this many PNG bytes go
+# inline as a data URL, more are uploaded first; over the upload cap the image goes as a JPEG.
 INLINE_MAX_BYTES = int(3.5 * 1024 * 1024)
-# POST /assets goes through the same gateway: above this the JSON body would near its cap, so the
-# image is sent as a high-quality JPEG instead (detectors do not see the difference; the UI says so).
 UPLOAD_MAX_BYTES = 6 * 1024 * 1024
 JPEG_QUALITY = 95
 DEFAULT_CONCURRENCY = 8
 MAX_CONCURRENCY = 16
 DEFAULT_TIMEOUT_S = 300.0
-# How often the Cancel flag is read: cheap (a global under a lock), and it is most of the delay
-# between Cancel and the cancel request.
-INTERRUPT_POLL_S = 0.05
-# How long a stopped batch waits for its jobs' cancel requests (each bounded by CANCEL_TIMEOUT_S).
-STOP_WAIT_S = 10.0
+INTERRUPT_POLL_S = 0.05  # how often the Cancel flag is read: most of the delay before the cancel request
+STOP_WAIT_S = 10.0  # how long a stopped batch waits for its jobs' cancel requests
+RUN_DEADLINE_MARGIN_S = 60.0  # a run's hand-off ends this long after its jobs' timeouts at most
 
 
 @dataclass
@@ -147,12 +141,9 @@ class Inputs:
 
     def cache_key(self, i: int, credentials: Credentials) -> str:
         plan = self.plan
-        common = {
-            "credentials": credentials,  # API address and account: results are not shared across them
-            "modality": plan.modality,
-            "fields": plan.fields,
-            "original_assets": plan.original_assets,
-        }
+        # The API address and account are in the key: results are not shared across them.
+        common = {"credentials": credentials, "modality": plan.modality, "fields": plan.fields,
+                  "original_assets": plan.original_assets}
         if plan.asset_ids:
             return cache_key(**common, asset_id=plan.asset_ids[i])
         u8 = self.pixels(i)
@@ -214,7 +205,7 @@ async def cached_outcomes(
             decoded = decode_image(cached.content)
         except ValueError:
             return None, key  # run the job again; its result overwrites the entry
-        return JobOutcome(cached.asset_ids, cached.content, 0.0, None, 0, 0.0, decoded, {"cached": True}), key
+        return JobOutcome(cached.asset_ids, cached.content, 0.0, None, 0, 0.0, decoded, cached=True), key
 
     found = [await asyncio.to_thread(lookup, i) for i in range(inputs.plan.count)]
     return [o for o, _ in found], [k for _, k in found]
@@ -242,18 +233,28 @@ class Progress:
         return lambda fraction: self.report(i, fraction)
 
 
+def interrupt_poll_s() -> float:
+    """``SCENARIO_DETECT_INTERRUPT_POLL_S`` or 0.05 s (tests set it large to leave Cancel to the host's hook)."""
+    try:
+        return max(0.01, float(os.environ.get("SCENARIO_DETECT_INTERRUPT_POLL_S", INTERRUPT_POLL_S)))
+    except ValueError:
+        return INTERRUPT_POLL_S
+
+
 async def _watch_interrupt(check_interrupt: Callable[[], bool]) -> None:
+    every = interrupt_poll_s()
     while not check_interrupt():
-        await asyncio.sleep(INTERRUPT_POLL_S)
+        await asyncio.sleep(every)
 
 
-async def gather_in_order(coros: list[Any], check_interrupt: Callable[[], bool] | None, labels: list[str]) -> list[Any]:
-    """Run tasks; results in input order. The first failure or an interrupt cancels the rest
-    (each job's RemoteJob cancels its remote job on the way out) and is raised."""
+async def watch_tasks(coros: list[Any], check_interrupt: Callable[[], bool] | None) -> list[Any]:
+    """Run the coroutines as tasks to their results. An exception escaping one (a bug, the host's
+    interrupt raised by a progress update) or the interrupt flag cancels the others (each RemoteJob
+    then cancels its remote job) and is raised (``host.Interrupted`` for the flag)."""
     tasks = [asyncio.ensure_future(c) for c in coros]
     watcher = asyncio.ensure_future(_watch_interrupt(check_interrupt)) if check_interrupt else None
     pending = set(tasks)
-    failure: tuple[int, BaseException] | None = None
+    failure: BaseException | None = None
     interrupted = False
     try:
         while pending and failure is None and not interrupted:
@@ -262,71 +263,87 @@ async def gather_in_order(coros: list[Any], check_interrupt: Callable[[], bool] 
             for task in sorted(done - {watcher}, key=tasks.index):
                 pending.discard(task)
                 if failure is None and not task.cancelled() and task.exception() is not None:
-                    failure = (tasks.index(task), task.exception())
+                    failure = task.exception()
     finally:
         if watcher is not None:
             watcher.cancel()
         for task in pending:
             task.cancel()
         if pending:
-            # Let each task cancel its remote job; bounded so Cancel never hangs.
+            # Let each task cancel its remote job; bounded (longer cancels go on in the background).
             await asyncio.wait(pending, timeout=STOP_WAIT_S)
         for task in tasks:  # the first failure is raised; later ones are consequences, not news
             if task.done() and not task.cancelled():
                 task.exception()
     if interrupted:
-        raise host.Interrupted("Scenario detect interrupted; the remote jobs were canceled")
-    if failure:
-        index, exc = failure
-        if len(tasks) == 1 or not isinstance(exc, ScenarioError):
-            raise exc
-        raise ScenarioBatchError(
-            f"Scenario detect failed on {labels[index]} of {len(tasks)}: {exc}", index=index, cause=exc
-        ) from None
-    return [t.result() for t in tasks]
+        raise host.Interrupted("Scenario detect interrupted")
+    if failure is not None:
+        raise failure
+    return [task.result() for task in tasks]
+
+
+@dataclass
+class BatchOutcome:
+    """What a batch's jobs came to, by index into the plan."""
+
+    done: dict[int, JobOutcome] = field(default_factory=dict)
+    failed: dict[int, ScenarioError] = field(default_factory=dict)
+    not_started: list[int] = field(default_factory=list)  # an earlier image failed first
+
+
+@dataclass
+class RunSettings:
+    concurrency: int
+    timeout_s: float
+    check_interrupt: Callable[[], bool] | None
+    poll_schedule: PollSchedule | None
+    policy: RetryPolicy | None
 
 
 async def run_jobs(
     session: Session,
     inputs: Inputs,
     todo: list[int],
-    *,
-    concurrency: int,
-    timeout_s: float,
+    settings: RunSettings,
     progress: Progress,
-    check_interrupt: Callable[[], bool] | None,
-    poll_schedule: PollSchedule | None,
-) -> list[JobOutcome]:
-    """The jobs of ``todo`` (indices into the plan), at most ``concurrency`` at a time."""
+    on_done: Callable[[int, JobOutcome], Awaitable[None]],
+) -> BatchOutcome:
+    """The jobs of ``todo``, at most ``concurrency`` at a time; each result goes to ``on_done`` the
+    moment its job succeeds. After a failure, running jobs go on (they are paid for) and the others
+    are not started; failures are returned, not raised."""
     from ..images import decode_image
 
-    semaphore = asyncio.Semaphore(concurrency)
+    semaphore = asyncio.Semaphore(settings.concurrency)
     plan = inputs.plan
+    batch = BatchOutcome()
 
-    async def one(i: int) -> JobOutcome:
+    async def one(i: int) -> None:
         async with semaphore:
-            return await run_job(
-                session,
-                inputs.body(session.client, i),  # awaited inside the job's timeout
-                plan.query,
-                timeout_s=timeout_s,
-                validate=decode_image,
-                on_progress=progress.of(i),
-                schedule=poll_schedule,
-                label=plan.label(i),
-            )
+            if batch.failed:
+                batch.not_started.append(i)
+                return
+            try:
+                outcome = await run_job(
+                    session,
+                    inputs.body(session.client, i),  # awaited inside the job's timeout
+                    plan.query,
+                    timeout_s=settings.timeout_s,
+                    validate=decode_image,
+                    on_progress=progress.of(i),
+                    schedule=settings.poll_schedule,
+                    label=plan.label(i),
+                )
+            except ScenarioError as exc:
+                batch.failed[i] = exc
+                return
+            batch.done[i] = outcome
+            await on_done(i, outcome)
 
-    return await gather_in_order([one(i) for i in todo], check_interrupt, [plan.label(i) for i in todo])
+    await watch_tasks([one(i) for i in todo], settings.check_interrupt)
+    return batch
 
 
 # -- step 5: the output batch ----------------------------------------------------------------------
-
-
-def _resize(frame: Any, height: int, width: int, modality: str) -> Any:
-    from ..images import resize_to
-
-    # Segmentation keeps the palette's exact class colors (no blended, meaningless colors at borders).
-    return resize_to(frame, height, width, nearest=modality == "segmentation")
 
 
 def assemble_maps(plan: JobPlan, outcomes: list[JobOutcome], keep_api_size: bool) -> tuple[Any, list[str]]:
@@ -334,6 +351,8 @@ def assemble_maps(plan: JobPlan, outcomes: list[JobOutcome], keep_api_size: bool
     (``keep_api_size``); plus a message per map that had to be resized to fit the batch."""
     import numpy as np
     import torch
+
+    from ..images import resize_to
 
     messages: list[str] = []
     if keep_api_size:
@@ -350,7 +369,8 @@ def assemble_maps(plan: JobPlan, outcomes: list[JobOutcome], keep_api_size: bool
                 f"{width}x{height} to fit one batch."
             )
         if frame.shape[:2] != (height, width):
-            frame = _resize(frame, height, width, plan.modality)
+            # Segmentation keeps the palette's exact class colors (nearest: no blended colors at borders).
+            frame = resize_to(frame, height, width, nearest=plan.modality == "segmentation")
         maps.append(np.ascontiguousarray(frame, dtype=np.float32))
     return torch.from_numpy(np.stack(maps)), messages
 
@@ -397,20 +417,16 @@ async def run_scenario(
 ) -> ScenarioResult:
     """Control maps for ``images`` ([B, H, W, C] float 0..1) computed by Scenario.
 
-    ``asset_ids``: existing Scenario assets to process instead of uploading ``images`` (one per
-    image, or any number when the batch has one image; outputs take the images' sizes).
-    ``timeout_s`` bounds each job from its start (upload, detect request, polls, 429 waits,
-    retries, download). ``on_progress(done)`` receives the absolute progress in images
-    (0..number of jobs). ``check_interrupt()`` is polled every 0.05 s; when it turns true the
-    remote jobs are cancelled and :class:`host.Interrupted` is raised. The requests run on the
-    pack's own loop (``background``), so no host loop ending can drop a request in flight.
-    ``policy``, ``poll_schedule``, ``cache`` and the byte limits are for tests and benchmarks.
-    """
+    ``asset_ids``: existing assets to process instead of uploading (one per image, or any number
+    for one image). ``timeout_s`` bounds each job from its start. ``on_progress(done)`` gets the
+    progress in images; when ``check_interrupt()`` turns true the remote jobs are cancelled and
+    :class:`host.Interrupted` is raised. Requests run on the pack's ``network_loop``. ``policy``,
+    ``poll_schedule``, ``cache`` and the byte limits are for tests and benchmarks."""
     plan = plan_jobs(images, modality, params, asset_ids, original_assets)
     creds = credentials or load_credentials()
     inputs = Inputs(plan, inline_max_bytes, upload_max_bytes)
     if dry_run:
-        return await background.run_here(estimate_batch(plan, inputs, creds, policy))
+        return await estimate_batch(plan, inputs, creds, policy, timeout_s, check_interrupt)
     store = (cache or ResultCache()) if (cache_enabled() if use_cache is None else use_cache) else None
     progress = Progress(plan.count, on_progress)
     outcomes: list[JobOutcome | None] = [None] * plan.count
@@ -424,30 +440,111 @@ async def run_scenario(
     requests: dict[str, int] = {}
     if todo:
         concurrency = max(1, min(MAX_CONCURRENCY, concurrency or default_concurrency()))
-        client = ScenarioClient(creds, policy, max_connections=concurrency * 2 + 2, sleep=retry_sleep)
-
-        async def remote() -> list[JobOutcome]:
-            async with Session(client) as session:
-                return await run_jobs(
-                    session,
-                    inputs,
-                    todo,
-                    concurrency=concurrency,
-                    timeout_s=timeout_s,
-                    progress=progress,
-                    check_interrupt=check_interrupt,
-                    poll_schedule=poll_schedule,
-                )
-
-        try:
-            done = await background.run_here(remote())
-        finally:
-            requests = dict(client.stats)
-        for i, outcome in zip(todo, done, strict=True):
+        settings = RunSettings(concurrency, timeout_s, check_interrupt, poll_schedule, policy)
+        batch, requests = await run_remote(inputs, creds, todo, keys, store, progress, settings)
+        for i, outcome in batch.done.items():
             outcomes[i] = outcome
-            if store is not None:
-                await asyncio.to_thread(store.put, keys[i], outcome.content, outcome.asset_ids, outcome.cost)
     return summarize(plan, [o for o in outcomes if o is not None], keep_api_size, len(todo), inputs.messages, requests)
+
+
+async def run_remote(
+    inputs: Inputs,
+    creds: Credentials,
+    todo: list[int],
+    keys: list[str],
+    store: ResultCache | None,
+    progress: Progress,
+    settings: RunSettings,
+) -> tuple[BatchOutcome, dict[str, int]]:
+    """The jobs of ``todo`` on the network loop (with a deadline), each result cached as it comes.
+    A failure, Cancel or stop raises, saying what was kept and spent."""
+    client = ScenarioClient(creds, settings.policy, max_connections=settings.concurrency * 2 + 2, sleep=retry_sleep)
+    session = Session(client)
+
+    async def keep(i: int, outcome: JobOutcome) -> None:
+        if store is not None:  # the moment it succeeded: a later failure of the batch cannot lose it
+            await asyncio.to_thread(store.put, keys[i], outcome.content, outcome.asset_ids, outcome.cost)
+
+    async def remote() -> BatchOutcome:
+        async with session:
+            return await run_jobs(session, inputs, todo, settings, progress, on_done=keep)
+
+    waves = -(-len(todo) // settings.concurrency)
+    try:
+        batch = await network_loop.run_here(remote(), deadline_s=settings.timeout_s * waves + RUN_DEADLINE_MARGIN_S)
+    except BaseException as exc:  # Cancel, the host's interrupt, the deadline: say what it cost
+        how = "interrupted" if isinstance(exc, host.Interrupted) else f"stopped ({type(exc).__name__})"
+        message = stopped_message(session, store is not None, how)
+        log.warning("%s", message)
+        if isinstance(exc, host.Interrupted):
+            raise host.Interrupted(message) from None
+        raise
+    if batch.failed:
+        raise failed_batch_error(inputs.plan, batch, session, store is not None)
+    return batch, dict(client.stats)
+
+
+def spent_so_far(session: Session, finished: list[str]) -> str:
+    """What a stopped or failed run cost: finished jobs' costs, and what Scenario quoted for the
+    unfinished ones (it may or may not bill those)."""
+    created = list(session.created.items())  # a copy: the network loop may still be adding to it
+    if not created:
+        return "Nothing was spent: no job was created."
+    done = [cost for job_id, cost in created if job_id in finished]
+    other = [cost for job_id, cost in created if job_id not in finished]
+    text = f"Spent so far: {cost_line(done)[1]} for {len(done)} finished job(s)" if done else "Spent so far: "
+    if other:
+        text += "; " if done else ""
+        text += f"{len(other)} unfinished job(s) quoted {cost_line(other)[1]} (Scenario may bill them)"
+    return text + "."
+
+
+def _kept_text(count: int, cached: bool) -> str:
+    if not count:
+        return "No map finished."
+    if cached:
+        return (
+            f"{count} finished map(s) were kept in the result cache: running again only sends the images "
+            "that did not finish."
+        )
+    return f"{count} map(s) finished but were not kept (the result cache is off: SCENARIO_DETECT_CACHE=0)."
+
+
+def _cancels_text(session: Session) -> str:
+    """Each job's cancel, true to what Scenario confirmed."""
+    cancels = dict(session.cancels)
+    lines = [result.said() for result in cancels.values()]
+    ended = set(session.ended)
+    pending = [j for j in list(session.created) if j not in cancels and j not in ended]
+    if pending:
+        lines.append(
+            f"job(s) {', '.join(pending)}: cancel still being tried in the background; they MAY STILL BE RUNNING "
+            f"(check {JOBS_PAGE})"
+        )
+    return "; ".join(lines)
+
+
+def stopped_message(session: Session, cached: bool, how: str = "interrupted") -> str:
+    """What a stopped run did: each job's cancel as confirmed, what was kept and spent."""
+    cancels = _cancels_text(session)
+    text = f"Scenario detect {how}" + (f": {cancels}." if cancels else ".")
+    return f"{text} {_kept_text(len(session.finished), cached)} {spent_so_far(session, session.finished)}"
+
+
+def failed_batch_error(plan: JobPlan, batch: BatchOutcome, session: Session, cached: bool) -> ScenarioError:
+    """One image: its own error; several: which failed and why, what was kept, what it cost."""
+    index, first = min(batch.failed.items())
+    tail = f" {spent_so_far(session, session.finished)}"
+    if plan.count == 1:
+        first.extend_message(tail)
+        return first
+    reasons = "; ".join(f"{plan.label(i)} of {plan.count}: {exc}" for i, exc in sorted(batch.failed.items()))
+    skipped = f" {len(batch.not_started)} image(s) were not started after the failure." if batch.not_started else ""
+    message = (
+        f"Scenario detect failed on {len(batch.failed)} of {plan.count} image(s): {reasons}.{skipped} "
+        f"{_kept_text(len(batch.done), cached)}{tail}"
+    )
+    return ScenarioBatchError(message, index=index, cause=first)
 
 
 def summarize(
@@ -460,7 +557,7 @@ def summarize(
 ) -> ScenarioResult:
     """The result: maps, asset ids, cost (see :func:`cost_line`), the node's text and stats."""
     tensor, resized = assemble_maps(plan, outcomes, keep_api_size)
-    fresh = [o for o in outcomes if not o.extra.get("cached")]
+    fresh = [o for o in outcomes if not o.cached]
     cost, cost_text = cost_line([o.cost for o in fresh])
     hits = len(outcomes) - len(fresh)
     text = f"Scenario {plan.modality}: {plan.count} image(s)"
@@ -468,64 +565,58 @@ def summarize(
         text += f", {hits} from cache (free)"
     text += f", cost {cost_text}"
     job_ids = [o.job_id for o in fresh if o.job_id]
-    log.info(
-        "Scenario detect %s: %d job(s) run, %d cached, cost %s, jobs %s",
-        plan.modality,
-        ran,
-        hits,
-        cost_text,
-        ", ".join(job_ids) or "-",
-    )
-    stats = {
-        "jobs_run": ran,
-        "cache_hits": hits,
-        "polls": [o.polls for o in fresh],
-        "job_ids": job_ids,
-        "job_seconds": [o.seconds for o in fresh],
-        "requests": requests,
-    }
+    jobs = ", ".join(job_ids) or "-"
+    log.info("Scenario detect %s: %d job(s) run, %d cached, cost %s, jobs %s",
+             plan.modality, ran, hits, cost_text, jobs)
+    stats = {"jobs_run": ran, "cache_hits": hits, "polls": [o.polls for o in fresh], "job_ids": job_ids,
+             "job_seconds": [o.seconds for o in fresh], "requests": requests}
     produced = [a for o in outcomes for a in o.asset_ids]
     return ScenarioResult(tensor, produced, cost, [text, *messages, *resized], stats)
 
 
 async def estimate_batch(
-    plan: JobPlan, inputs: Inputs, creds: Credentials, policy: RetryPolicy | None
+    plan: JobPlan,
+    inputs: Inputs,
+    creds: Credentials,
+    policy: RetryPolicy | None,
+    timeout_s: float,
+    check_interrupt: Callable[[], bool] | None,
 ) -> ScenarioResult:
-    """A dry run: the cost of one job (``dryRun``) times the number of jobs; nothing runs."""
+    """A dry run: the ``dryRun`` cost of one job times the number of jobs; nothing runs. Bounded
+    by ``timeout_s`` and stopped by the interrupt like a run."""
     import torch
 
-    async with ScenarioClient(creds, policy) as client:
-        each = await estimate(client, await inputs.body(client, 0), plan.query)
-        requests = dict(client.stats)
+    async def ask() -> tuple[float, dict[str, int]]:
+        async with ScenarioClient(creds, policy) as client:
+            try:
+                return await estimate(client, await inputs.body(client, 0), plan.query), dict(client.stats)
+            except asyncio.CancelledError:
+                log.info("Scenario cost estimate stopped (nothing is created by an estimate)")
+                raise
+
+    async def bounded() -> tuple[float, dict[str, int]]:
+        try:
+            return (await asyncio.wait_for(watch_tasks([ask()], check_interrupt), timeout_s))[0]
+        except asyncio.TimeoutError:
+            raise ScenarioTimeout(
+                f"Scenario's cost estimate did not come within timeout_s ({timeout_s:g} s); nothing was run. "
+                "Raise timeout_s or try again later."
+            ) from None
+
+    each, requests = await network_loop.run_here(bounded(), deadline_s=timeout_s + RUN_DEADLINE_MARGIN_S)
     total = each * plan.count
-    inputs.messages.insert(
-        0,
-        f"Estimate (dry run, nothing was run): {plan.modality} on {plan.count} image(s) would cost "
-        f"{each:g} CU each, {total:g} CU in all.",
-    )
+    said = f"{plan.modality} on {plan.count} image(s) would cost {each:g} CU each, {total:g} CU in all."
+    inputs.messages.insert(0, f"Estimate (dry run, nothing was run): {said}")
     log.info("Scenario detect estimate: %s x %d = %s CU", each, plan.count, total)
-    frames = plan.frames
-    empty = torch.zeros((frames.shape[0], frames.shape[1], frames.shape[2], 3), dtype=torch.float32)
+    empty = torch.zeros((*plan.frames.shape[:3], 3), dtype=torch.float32)
     return ScenarioResult(empty, [], total, inputs.messages, {"requests": requests})
 
 
 def run_scenario_sync(*args: Any, **kwargs: Any) -> ScenarioResult:
-    """Blocking form for the CLI and scripts (runs its own event loop, in a thread if one runs here)."""
+    """Blocking form for the CLI and scripts (its own event loop, in a thread if one runs here)."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(run_scenario(*args, **kwargs))
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["result"] = asyncio.run(run_scenario(*args, **kwargs))
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name="scenario-detect")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["result"]
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="scenario-detect") as pool:
+        return pool.submit(lambda: asyncio.run(run_scenario(*args, **kwargs))).result()

@@ -1,16 +1,10 @@
-"""On-disk cache of Scenario results, keyed by image content, modality and parameters.
+"""On-disk cache of Scenario results (each remote run costs credits; ComfyUI's cache forgets at restart).
 
-Why on disk: ComfyUI's own cache forgets everything at restart, and each remote run costs credits.
-Where: ``<ComfyUI user dir>/scenario-detect/cache`` inside ComfyUI (its temp folder is wiped at
-start-up, which would defeat the purpose), ``$XDG_CACHE_HOME`` (or ``~/.cache``)
-``/scenario-detect/scenario-results`` for the CLI; ``SCENARIO_DETECT_CACHE_DIR`` overrides. Bounded
-by ``SCENARIO_DETECT_CACHE_MB`` (default 512, least recently used entries go first).
-``SCENARIO_DETECT_CACHE=0`` turns it off.
-
-Keys cover the API address and the account (a hash of the key id, never the key itself), so two
-accounts or environments never share results or asset ids. Entries hold the result image (API
-size), its asset ids and cost; never a URL or a credential. A damaged entry (torn write, edited by
-hand, wrong shape) reads as a miss and is deleted; the next result replaces it.
+Where: ``<ComfyUI user dir>/scenario-detect/cache`` in ComfyUI, ``$XDG_CACHE_HOME`` (or ``~/.cache``)
+``/scenario-detect/scenario-results`` for the CLI; ``SCENARIO_DETECT_CACHE_DIR`` overrides,
+``SCENARIO_DETECT_CACHE_MB`` bounds it (default 512, least recently used first), ``SCENARIO_DETECT_CACHE=0``
+turns it off. Keys cover the API address and account; entries hold the result image, asset ids and
+cost, never a URL or credential. A damaged entry reads as a miss and is deleted.
 """
 
 from __future__ import annotations
@@ -57,8 +51,7 @@ def default_cache_dir() -> Path:
 
 
 def account_id(credentials: Credentials) -> str:
-    """A short, stable name for the account behind a key: a hash of the key id (never the secret).
-    It cannot be turned back into the key, so it may sit in cache keys and logs."""
+    """A short, stable, one-way name for the account behind a key (a hash of the key id, never the secret)."""
     return hashlib.sha256(b"scenario-detect-account\0" + credentials.api_key.encode()).hexdigest()[:16]
 
 
@@ -72,9 +65,8 @@ def cache_key(
     shape: tuple[int, ...] = (),
     asset_id: str | None = None,
 ) -> str:
-    """Hex digest over what decides the result: who asks where (API address, account), the input
-    (pixels or asset id) and the request. ``credentials`` is required: an asset id means nothing
-    to another account, and a staging server's results are not production's."""
+    """Hex digest over what decides the result: API address and account (an asset id means nothing to
+    another account, a staging server's results are not production's), the input and the request."""
     h = hashlib.sha256(KEY_VERSION)
     h.update(
         json.dumps(

@@ -1,25 +1,16 @@
-"""Where the Scenario API key, secret and address come from.
+"""Where the Scenario API key, secret and address come from (never a widget: ComfyUI writes widget
+values into workflows and PNG metadata).
 
-Never from a widget: ComfyUI writes every widget value into workflows and PNG metadata, so a key
-typed into a node would leak into every shared image. Order of precedence:
-
-1. ``SCENARIO_API_KEY`` + ``SCENARIO_API_SECRET`` in the environment;
-2. the official SDK's names ``SCENARIO_SDK_API_KEY`` + ``SCENARIO_SDK_API_SECRET``;
-3. a JSON file ``{"api_key": "...", "api_secret": "..."}`` at :func:`config_path` (or the file
-   named by ``SCENARIO_DETECT_CONFIG``).
-
-The environment is read first and the file only when the environment has no key: a broken or
-unreadable file never blocks keys set in the environment (it is then ignored with a warning). When
-the file is the only source, its error says what is wrong with it, never what it holds.
-
-``SCENARIO_BASE_URL`` (environment, then the file's ``base_url``) overrides the API address. It must
-be ``https://`` (plain ``http://`` only for a loopback host such as a local test server), without a
-user name, password, query or fragment: the key would otherwise cross the network in clear text.
+Precedence: ``SCENARIO_API_KEY``/``SCENARIO_API_SECRET``, then the SDK's ``SCENARIO_SDK_API_KEY``/
+``SCENARIO_SDK_API_SECRET``, then a JSON file ``{"api_key": "...", "api_secret": "..."}`` at
+:func:`config_path` (``SCENARIO_DETECT_CONFIG`` overrides). Credentials stay with their address:
+keys from the environment go to ``SCENARIO_BASE_URL`` or the default API and the file is then not
+read at all (a stale, broken or planted file can neither block nor redirect them); the file's
+``base_url`` applies to the file's own keys only. Errors about the file never quote it.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import os
@@ -27,14 +18,13 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from .. import host
 from .errors import ScenarioAuthError, ScenarioConfigError
+from .urls import DEFAULT_BASE_URL, check_base_url
 
 log = logging.getLogger("scenario_detect.scenario")
 
-DEFAULT_BASE_URL = "https://api.cloud.scenario.com/v1"
 CONFIG_ENV = "SCENARIO_DETECT_CONFIG"
 BASE_URL_ENV = "SCENARIO_BASE_URL"
 ENV_PAIRS = (
@@ -59,46 +49,6 @@ class Credentials:
         return tuple(s for s in (self.api_key, self.api_secret) if s)
 
 
-def is_loopback_host(host_name: str | None) -> bool:
-    """True for ``localhost`` and loopback IP literals (127.0.0.0/8, ::1); no DNS lookup, so a name
-    that merely resolves to 127.0.0.1 does not count."""
-    if not host_name:
-        return False
-    name = host_name.strip("[]").rstrip(".").lower()
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
-def check_base_url(url: str, where: str) -> str:
-    """``url`` without its trailing slash, or a ScenarioConfigError saying what is wrong with it.
-    ``where`` names its source (``SCENARIO_BASE_URL``, the file) for the message."""
-    url = url.strip().rstrip("/")
-    try:
-        parts = urlsplit(url)
-        _ = parts.port  # raises on a port that is not a number
-    except ValueError:
-        parts = None
-    shown = f"{parts.scheme}://{parts.hostname}" if parts and parts.hostname else "it"
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        problem = "is not an http(s) address with a host name"
-    elif parts.username is not None or parts.password is not None:
-        problem = "carries a user name or password; the key and secret are sent by this node itself"
-    elif parts.query or parts.fragment:
-        problem = "has a query or fragment; give the API root only, e.g. " + DEFAULT_BASE_URL
-    elif parts.scheme == "http" and not is_loopback_host(parts.hostname):
-        problem = (
-            f"uses plain http:// to {parts.hostname}, which would send the key unencrypted; use https:// "
-            "(plain http is accepted for this machine only: localhost, 127.0.0.1, ::1)"
-        )
-    else:
-        return url
-    raise ScenarioConfigError(f"the Scenario API address from {where} ({shown}) {problem}.")
-
-
 def config_path(env: Mapping[str, str] | None = None) -> Path:
     """The credentials file: ``<ComfyUI user dir>/scenario-detect/credentials.json`` inside ComfyUI,
     ``~/.config/scenario-detect/credentials.json`` for the CLI; ``SCENARIO_DETECT_CONFIG`` overrides."""
@@ -121,41 +71,20 @@ def where_keys_are_read(env: Mapping[str, str] | None = None) -> str:
 
 
 _EXPECTED = '{"api_key": "...", "api_secret": "..."}'
+MAX_CONFIG_BYTES = 64 * 1024  # a key pair and an address; anything far larger is not this file
 
 
 def _read_config(path: Path) -> dict[str, str]:
-    """The file's string fields ({} when it does not exist), or a ScenarioConfigError that says what
-    is wrong with it. Never quotes the file: it holds the secret."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    """The file's string fields ({} when it does not exist), or a ScenarioConfigError saying what is
+    wrong. Raised outside ``except`` blocks: a decode error keeps the file's text as ``__context__``."""
+    text, problem = _read_text(path)
+    if problem is None and text is not None:
+        _warn_if_shared(path)
+        data, problem = _parse_json(text, path)
+    if problem is not None:
+        raise ScenarioConfigError(problem)
+    if text is None:
         return {}
-    except IsADirectoryError:
-        raise ScenarioConfigError(
-            f"the Scenario credentials file {path} is a folder; expected a file {_EXPECTED}."
-        ) from None
-    except UnicodeDecodeError:
-        raise ScenarioConfigError(
-            f"the Scenario credentials file {path} is not UTF-8 text; expected {_EXPECTED}."
-        ) from None
-    except OSError as exc:
-        raise ScenarioConfigError(
-            f"cannot read the Scenario credentials file {path}: {exc.strerror or type(exc).__name__}. "
-            "Check its permissions (it must be readable by the user running ComfyUI or the CLI)."
-        ) from None
-    _warn_if_shared(path)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        # The position only, never the text.
-        raise ScenarioConfigError(
-            f"the Scenario credentials file {path} is not valid JSON (line {exc.lineno}, column {exc.colno}); "
-            f"expected {_EXPECTED}."
-        ) from None
-    if not isinstance(data, dict):
-        raise ScenarioConfigError(
-            f"the Scenario credentials file {path} holds a JSON {type(data).__name__}; expected an object {_EXPECTED}."
-        )
     wrong = sorted(
         k for k in ("api_key", "api_secret", "key", "secret", "base_url") if k in data and not isinstance(data[k], str)
     )
@@ -164,6 +93,46 @@ def _read_config(path: Path) -> dict[str, str]:
             f"in the Scenario credentials file {path}, {', '.join(wrong)} must be text (a JSON string in quotes)."
         )
     return {k: v.strip() for k, v in data.items() if isinstance(v, str)}
+
+
+def _read_text(path: Path) -> tuple[str | None, str | None]:
+    """(the file's text or None when it does not exist, what is wrong with it or None)."""
+    try:
+        info = path.stat()
+        if stat.S_ISREG(info.st_mode) and info.st_size > MAX_CONFIG_BYTES:
+            size = info.st_size
+            return None, f"the Scenario credentials file {path} is {size} bytes; expected a small file {_EXPECTED}."
+        if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
+            # A FIFO or a device would block the read (and ComfyUI with it), or never end.
+            return None, f"the Scenario credentials file {path} is not a regular file; expected a file {_EXPECTED}."
+        return path.read_text(encoding="utf-8"), None
+    except FileNotFoundError:
+        return None, None
+    except IsADirectoryError:
+        return None, f"the Scenario credentials file {path} is a folder; expected a file {_EXPECTED}."
+    except UnicodeDecodeError:
+        return None, f"the Scenario credentials file {path} is not UTF-8 text; expected {_EXPECTED}."
+    except OSError as exc:
+        return None, (
+            f"cannot read the Scenario credentials file {path}: {exc.strerror or type(exc).__name__}. "
+            "Check its permissions (it must be readable by the user running ComfyUI or the CLI)."
+        )
+
+
+def _parse_json(text: str, path: Path) -> tuple[dict, str | None]:
+    """(the JSON object, None) or ({}, what is wrong): the position only, never the text."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return {}, (
+            f"the Scenario credentials file {path} is not valid JSON (line {exc.lineno}, column {exc.colno}); "
+            f"expected {_EXPECTED}."
+        )
+    if not isinstance(data, dict):
+        return {}, (
+            f"the Scenario credentials file {path} holds a JSON {type(data).__name__}; expected an object {_EXPECTED}."
+        )
+    return data, None
 
 
 def _warn_if_shared(path: Path) -> None:
@@ -202,31 +171,23 @@ def _env_pair(env: Mapping[str, str]) -> tuple[str, str, str] | None:
 
 def load_credentials(env: Mapping[str, str] | None = None) -> Credentials:
     """The key pair and API address, or a ScenarioAuthError that says where keys are read from
-    (a ScenarioConfigError, its subclass, when a file or an address is unusable)."""
+    (a ScenarioConfigError, its subclass, when a file or an address is unusable). Keys from the
+    environment never meet the file (see the module docstring)."""
     env = os.environ if env is None else env
-    path = config_path(env)
-    pair = _env_pair(env)
-    file_error: ScenarioConfigError | None = None
-    try:
-        data = _read_config(path) if pair is None or not (env.get(BASE_URL_ENV) or "").strip() else {}
-    except ScenarioConfigError as exc:
-        if pair is None:
-            raise  # the file is the only source: its problem is the answer
-        file_error, data = exc, {}
-        log.warning("ignoring the Scenario credentials file (keys come from the environment): %s", exc)
-
     env_url = (env.get(BASE_URL_ENV) or "").strip()
+    pair = _env_pair(env)
+    if pair is not None:
+        key, secret, source = pair
+        base_url = check_base_url(env_url, BASE_URL_ENV) if env_url else DEFAULT_BASE_URL
+        return Credentials(key, secret, base_url, source)
+    path = config_path(env)
+    data = _read_config(path)
     if env_url:
         base_url = check_base_url(env_url, BASE_URL_ENV)
     elif data.get("base_url"):
         base_url = check_base_url(data["base_url"], f"base_url in {path}")
     else:
         base_url = DEFAULT_BASE_URL
-
-    if pair is not None:
-        key, secret, source = pair
-        return Credentials(key, secret, base_url, source)
-    assert file_error is None
     key = data.get("api_key") or data.get("key") or ""
     secret = data.get("api_secret") or data.get("secret") or ""
     if key and secret:

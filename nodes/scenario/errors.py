@@ -1,9 +1,5 @@
-"""Errors of the Scenario backend: each says what happened and what to do, never a secret.
-
-Messages are built from our own words plus the API's ``reason``/``error``/``hint`` strings, all
-passed through :func:`scrub`, which removes URL query strings (signed URLs carry ``X-Amz-*`` and
-``Signature`` parameters), ``Basic``/``Bearer`` credentials and any registered secret value.
-"""
+"""Errors of the Scenario backend: each says what happened and what to do, never a secret
+(:func:`scrub` removes URL queries, ``Basic``/``Bearer`` credentials and registered secrets)."""
 
 from __future__ import annotations
 
@@ -46,6 +42,10 @@ class ScenarioError(Exception):
         self.job_id = job_id
         self.status = status
 
+    def extend_message(self, text: str) -> None:
+        """Add ``text`` (scrubbed) to the message, e.g. what the run cost before it failed."""
+        self.args = (scrub(f"{self.args[0] if self.args else ''}{text}"),)
+
 
 class ScenarioAuthError(ScenarioError):
     """Missing, wrong or insufficient credentials (no key found, 401, 403)."""
@@ -85,11 +85,12 @@ class ScenarioJobFailed(ScenarioError):
 
 
 class ScenarioTimeout(ScenarioError):
-    """The job did not finish within the user's timeout; it was canceled remotely."""
+    """The job did not finish within the user's timeout; the message says whether Scenario confirmed its cancel."""
 
 
 class ScenarioBatchError(ScenarioError):
-    """One image of a batch failed; the message names which (``index`` is 0-based)."""
+    """Images of a batch failed; the message names each with its reason, what was kept and spent
+    (``index``: the first failed image, 0-based; ``cause``: its error)."""
 
     def __init__(self, message: str, index: int = 0, cause: ScenarioError | None = None):
         super().__init__(message, job_id=getattr(cause, "job_id", None), status=getattr(cause, "status", None))

@@ -1,9 +1,7 @@
-"""One detect job: POST -> poll adaptively -> asset -> download; plus upload, estimate and cancel.
-
-:class:`RemoteJob` owns a job from its POST until it is terminal: whatever ends the code that
-follows it (task cancellation on Cancel or a batch failure, ComfyUI's interrupt exception raised by
-a progress update, ``timeout_s``, any error or bug), the remote job is cancelled on the way out, so
-a stopped run does not keep spending the user's credits.
+"""One detect job's life: POST -> poll adaptively -> asset -> download; plus upload, estimate and a
+cancel that is retried and confirmed. :class:`RemoteJob` owns a job from its POST until it is
+terminal: whatever ends the code following it (Cancel, a batch failure, ComfyUI's interrupt raised by
+a progress update, ``timeout_s``, a bug), the remote job is cancelled on the way out.
 """
 
 from __future__ import annotations
@@ -13,31 +11,34 @@ import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from . import background
-from .client import ApiResponse, ContentExpired, ScenarioClient, api_path
+from . import api, network_loop
+from .api import TERMINAL, DetectAnswer, Job
+from .client import JOBS_PAGE, ScenarioClient
+from .downloads import ContentExpired
 from .errors import (
     ScenarioBadResponse,
     ScenarioError,
-    ScenarioJobFailed,
+    ScenarioMaybeSent,
+    ScenarioRateLimited,
+    ScenarioServerError,
     ScenarioTimeout,
+    ScenarioUnreachable,
     scrub,
 )
 
 log = logging.getLogger("scenario_detect.scenario")
 
-TERMINAL = frozenset({"success", "failure", "canceled"})
-CANCEL_TIMEOUT_S = 5.0
+CANCEL_TIMEOUT_S = 5.0  # one cancel request
+CANCEL_RETRY_S = 30.0  # how long a cancel is retried and re-read before it is reported unconfirmed
 
 
 @dataclass
 class PollSchedule:
-    """When to poll a job: every ``first_s`` for the first ``steady_until_s`` seconds (a detect job
-    often ends within a second or two, and a slow first poll adds that much to every run), then
-    intervals growing by ``growth`` up to ``max_s``. The job's own progress may bring a poll forward
-    (see :meth:`next_wait`)."""
+    """When to poll: every ``first_s`` for ``steady_until_s`` (a detect job often ends within a second
+    or two), then intervals growing by ``growth`` up to ``max_s``; progress may bring a poll forward."""
 
     first_s: float = 0.25
     steady_until_s: float = 1.5
@@ -55,8 +56,8 @@ class PollSchedule:
                 interval = min(self.max_s, interval * self.growth)
 
     def next_wait(self, planned: float, progress: float | None, seen_at: float, now: float) -> float:
-        """The planned interval, shortened to when the job should end if its progress (``progress``
-        observed ``seen_at`` seconds after the job started; ``now`` is the same clock) is linear."""
+        """The planned interval, shortened to when the job should end if its progress (seen
+        ``seen_at`` s after the job started; ``now`` on the same clock) is linear."""
         if progress is not None and 0.05 <= progress < 1.0 and seen_at > 0:
             remaining = seen_at / progress - now + 0.05
             return max(self.min_s, min(planned, remaining))
@@ -72,101 +73,121 @@ class JobOutcome:
     polls: int = 0
     seconds: float = 0.0
     decoded: Any = None  # what ``validate`` returned for the content (the decoded image)
-    extra: dict[str, Any] = field(default_factory=dict)
+    cached: bool = False  # read from the result cache: nothing was run or spent
 
 
-def _answered_job(data: Any) -> dict[str, Any] | None:
-    """The job in an API answer (a dict with a string ``jobId``), or None."""
-    job = data.get("job") if isinstance(data, dict) else None
-    return job if isinstance(job, dict) and isinstance(job.get("jobId"), str) else None
+@dataclass
+class CancelResult:
+    """What a cancel achieved: ``confirmed`` only when Scenario showed the job terminal afterwards."""
 
+    job_id: str
+    confirmed: bool
+    status: str = "unknown"  # the last status Scenario gave for the job
+    detail: str = ""  # why it is not confirmed, for the message
 
-def _job_of(data: dict[str, Any], what: str) -> dict[str, Any]:
-    job = _answered_job(data)
-    if job is None:
-        raise ScenarioBadResponse(f"Scenario's answer to {what} has no job in it.")
-    return job
+    @property
+    def canceled(self) -> bool:
+        return self.status == "canceled"
 
-
-def _cost(data: dict[str, Any]) -> float | None:
-    value = data.get("creativeUnitsCost")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    billing = (data.get("job") or {}).get("billing") if isinstance(data.get("job"), dict) else None
-    if isinstance(billing, dict) and isinstance(billing.get("cuCost"), (int, float)):
-        return float(billing["cuCost"])
-    return None
-
-
-def _failure_message(job: dict[str, Any]) -> str:
-    meta = job.get("metadata") or {}
-    status = job.get("status")
-    if status == "canceled":
-        return f"Scenario job {job['jobId']} was canceled on Scenario's side before it finished; run the node again."
-    error = meta.get("error") or "no reason given"
-    hint = meta.get("hint")
-    text = f"Scenario job {job['jobId']} failed: {error}"
-    if hint:
-        text += f". Hint: {hint}"
-    return scrub(text)
-
-
-async def cancel_job(client: ScenarioClient, job_id: str) -> bool:
-    """Best effort: ask Scenario to cancel a job. True when it accepted."""
-    try:
-        await asyncio.wait_for(
-            client.post(
-                api_path("jobs", job_id, "action"),
-                {"action": "cancel"},
-                what=f"cancel of job {job_id}",
-                timeout_s=CANCEL_TIMEOUT_S,
-            ),
-            CANCEL_TIMEOUT_S,
+    def said(self) -> str:
+        """The outcome in words, true to what Scenario confirmed."""
+        if self.canceled:
+            return f"job {self.job_id} was canceled (confirmed by Scenario)"
+        if self.confirmed:
+            return f"job {self.job_id} had already ended ({self.status}) when the cancel came"
+        return (
+            f"job {self.job_id} MAY STILL BE RUNNING: its cancel was not confirmed ({self.detail}); "
+            f"cancel it by hand at {JOBS_PAGE} if it is"
         )
-        log.info("Scenario job %s canceled", job_id)
-        return True
-    except (ScenarioError, asyncio.TimeoutError) as exc:
-        log.warning("could not cancel Scenario job %s: %s", job_id, scrub(exc))
-        return False
+
+
+# Answers after which asking again may work; a 400/401/403/404 says the same every time.
+_CANCEL_RETRYABLE = (
+    ScenarioMaybeSent,
+    ScenarioUnreachable,
+    ScenarioServerError,
+    ScenarioRateLimited,
+    ScenarioBadResponse,
+)
+
+
+async def cancel_job(client: ScenarioClient, job_id: str, within_s: float | None = None) -> CancelResult:
+    """Cancel a job and confirm it by its status. A cancel is idempotent, so unlike the detect POST
+    it is retried through 5xx, 429 and transport errors for up to ``within_s``, the status re-read
+    after each try; only a terminal status confirms it. Never raises: the result says what is known."""
+    deadline = time.monotonic() + (CANCEL_RETRY_S if within_s is None else within_s)
+    attempt = 0
+    while True:
+        attempt += 1
+        status, retry, detail = await _try_cancel(client, job_id, deadline)
+        if status in TERMINAL:
+            log.info("Scenario job %s: %s after a cancel (confirmed)", job_id, status)
+            return CancelResult(job_id, True, status)
+        wait = client.policy.backoff(attempt) + 0.05
+        if not retry or time.monotonic() + wait >= deadline:
+            log.warning("could not confirm the cancel of Scenario job %s after %d tries: %s", job_id, attempt, detail)
+            return CancelResult(job_id, False, status or "unknown", detail)
+        client.stats["cancel retries"] += 1
+        await asyncio.sleep(wait)
+
+
+async def _try_cancel(client: ScenarioClient, job_id: str, deadline: float) -> tuple[str | None, bool, str]:
+    """One cancel request, then one status read: (status or None, worth retrying, what went wrong)."""
+    retry = True
+    try:
+        answer = await asyncio.wait_for(
+            api.post_cancel(client, job_id, CANCEL_TIMEOUT_S),
+            max(0.01, deadline - time.monotonic()),  # each request has its own timeout; 429 waits count here
+        )
+        if answer.terminal:
+            return answer.status, False, ""
+        detail = "Scenario accepted the cancel but still shows the job running"
+    except asyncio.TimeoutError:
+        detail = "the cancel request got no answer in time"
+    except ScenarioError as exc:
+        retry = isinstance(exc, _CANCEL_RETRYABLE)
+        # The first sentence says what came back; the rest is the detect POST's advice, not for a cancel.
+        detail = str(exc) if not retry else str(exc).split(". ")[0].rstrip(".")
+    status = await _read_status(client, job_id, deadline)  # the cancel may have worked despite its answer
+    return status, retry, detail
+
+
+async def _read_status(client: ScenarioClient, job_id: str, deadline: float) -> str | None:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return None
+    try:
+        job = await asyncio.wait_for(api.get_job(client, job_id), remaining)
+    except (ScenarioError, asyncio.TimeoutError):
+        return None
+    return job.status
 
 
 async def upload_image(client: ScenarioClient, data_url: str, name: str) -> str:
     """``POST /assets`` for inputs too large to send inline; returns the new AssetId."""
-    response = await client.post(
-        "/assets", {"image": data_url, "name": name}, what=f"upload of {name}", timeout_s=client.policy.upload_timeout_s
-    )
-    asset = response.data.get("asset")
-    if not isinstance(asset, dict) or not isinstance(asset.get("id"), str):
-        raise ScenarioBadResponse(f"Scenario's answer to the upload of {name} has no asset id.")
-    return asset["id"]
+    return (await api.post_upload(client, data_url, name)).id
 
 
 async def estimate(client: ScenarioClient, body: dict[str, Any], query: dict[str, str]) -> float:
     """Cost of one detect job in creative units, from ``dryRun`` (HTTP 269), without running it."""
-    response = await client.post(
-        "/generate/detect", body, query={**query, "dryRun": "true"}, what="the detect cost estimate", ok=(269, 200)
-    )
-    if response.status == 200 and isinstance(response.data.get("job"), dict):
+    answer = await api.post_estimate(client, body, query)
+    if answer.job is not None:
         # The server ran the job instead of estimating: stop it so it costs nothing more.
-        await cancel_job(client, response.data["job"]["jobId"])
-        raise ScenarioBadResponse("Scenario started a job for a cost estimate (dryRun ignored); it was canceled.")
-    cost = _cost(response.data)
-    if cost is None:
+        stopped = await cancel_job(client, answer.job.id)
+        raise ScenarioBadResponse(f"Scenario started a job for a cost estimate (dryRun ignored); {stopped.said()}.")
+    if answer.cost is None:
         raise ScenarioBadResponse("Scenario's cost estimate has no creativeUnitsCost.")
-    return cost
+    return answer.cost
 
 
 async def fetch_asset(client: ScenarioClient, asset_id: str, validate: Callable[[bytes], Any]) -> tuple[bytes, Any]:
-    """Bytes of an asset. A 403 from the signed URL means it expired: get a fresh URL once.
-    Content that ``validate`` rejects (truncated, not an image) is downloaded once more."""
+    """Bytes of an asset; an expired signed URL (403) is refreshed once, content that ``validate``
+    rejects is downloaded once more."""
     refreshed = retried_bad = False
     while True:
-        data = await client.get(api_path("assets", asset_id), what=f"asset {asset_id}")
-        asset = data.get("asset")
-        url = asset.get("url") if isinstance(asset, dict) else None
-        if not isinstance(url, str) or not url:
+        url = (await api.get_asset(client, asset_id)).url
+        if not url:
             raise ScenarioBadResponse(f"Scenario's asset {asset_id} has no download URL.")
-        # Which URLs may be fetched (scheme, host, redirects, size) is the client's to check.
         try:
             content = await client.download(url, what=f"asset {asset_id}")
         except ContentExpired:
@@ -191,8 +212,8 @@ async def fetch_asset(client: ScenarioClient, asset_id: str, validate: Callable[
 
 @dataclass
 class _PostState:
-    """Where a detect POST is, for its owner: between attempts (a 429 wait, a connection that was
-    refused) nothing is in flight, so nothing can be created; once abandoned it must not try again."""
+    """Where a detect POST is: between attempts (a 429 wait, a refused connection) nothing is in
+    flight, so nothing can be created; once abandoned it must not try again."""
 
     waiting: bool = False
     abandoned: bool = False
@@ -202,8 +223,8 @@ _post_state: contextvars.ContextVar[_PostState | None] = contextvars.ContextVar(
 
 
 async def retry_sleep(seconds: float) -> None:
-    """The client's wait between attempts (pass it as ``ScenarioClient(sleep=...)``): marks the
-    detect POST as not in flight, and ends it instead of retrying once its run was abandoned."""
+    """The client's wait between attempts (``ScenarioClient(sleep=...)``): marks the detect POST as
+    not in flight, and ends it instead of retrying once its run was abandoned."""
     state = _post_state.get()
     if state is None:
         await asyncio.sleep(seconds)
@@ -220,13 +241,16 @@ async def retry_sleep(seconds: float) -> None:
 
 
 class Session:
-    """One run's API client plus the requests that must outlive a step of it (remote cancels, a
-    detect request abandoned in flight). Closing waits for none of them: when some are still
-    running, the client is closed in the background once they end (see ``background``)."""
+    """One run's API client, the requests that must outlive a step of it (remote cancels, a detect
+    request abandoned in flight; the client closes in the background after them) and its ledger."""
 
     def __init__(self, client: ScenarioClient):
         self.client = client
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.created: dict[str, float | None] = {}  # job id -> cost Scenario quoted when it created it
+        self.cancels: dict[str, CancelResult] = {}  # job id -> what its cancel achieved
+        self.finished: list[str] = []  # ids of the jobs whose result was downloaded
+        self.ended: set[str] = set()  # ids of the jobs seen terminal (nothing left to cancel)
 
     async def __aenter__(self) -> Session:
         await self.client.__aenter__()
@@ -242,25 +266,27 @@ class Session:
             await asyncio.wait(pending)
             await self.client.__aexit__(None, None, None)
 
-        background.follow_up(close_after(), "closing the connection after a cancel")
+        network_loop.follow_up(close_after(), "closing the connection after a cancel")
 
     def keep(self, coro: Any, context: contextvars.Context | None = None) -> asyncio.Task[Any]:
         """Run ``coro`` as a task this session's client stays open for."""
-        task = asyncio.get_running_loop().create_task(coro, context=context)
+        task = network_loop.create_task(coro, context)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
+    async def cancel(self, job_id: str) -> CancelResult:
+        """Cancel a job of this run (retried, confirmed) and remember how that went."""
+        result = await cancel_job(self.client, job_id)
+        self.cancels[job_id] = result
+        return result
+
 
 class RemoteJob:
-    """Owns one detect job, from its POST to a terminal state: the one place that makes sure a job
-    this run created does not keep running, and billing, after the run stopped following it.
-
-    ``async with RemoteJob(session, label) as job:`` then ``await job.create(body, query)``; record
-    every status seen with :meth:`observe`. Leaving the block for ANY reason (Cancel, ComfyUI's
-    interrupt exception raised by a progress update, a timeout, a transport error, a bug) while the
-    job is not known terminal cancels it. A POST still in flight is followed to its answer in the
-    background (bounded by the request timeout) and the job it created is cancelled there."""
+    """Owns one detect job from its POST to a terminal state: ``async with RemoteJob(session, label)
+    as job:`` then ``await job.create(body, query)``, each status seen through :meth:`observe`.
+    Leaving the block for ANY reason while the job is not known terminal cancels it; a POST still in
+    flight is followed to its answer in the background (bounded) and its job cancelled there."""
 
     def __init__(self, session: Session, label: str):
         self.session = session
@@ -268,33 +294,34 @@ class RemoteJob:
         self.id: str | None = None
         self.status = "not created"
         self.cost: float | None = None
-        self._post: asyncio.Task[ApiResponse] | None = None
+        self._post: asyncio.Task[DetectAnswer] | None = None
         self._post_state = _PostState()
+        self.stop_reason = "the run finished without it"  # for the log, when the block ends without an exception
 
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL
 
-    async def create(self, body: dict[str, Any], query: dict[str, str]) -> dict[str, Any]:
-        """``POST /generate/detect``; returns the answer. The request runs as its own task, so
-        leaving while it is in flight does not drop the job it may create."""
+    async def create(self, body: dict[str, Any], query: dict[str, str]) -> DetectAnswer:
+        """``POST /generate/detect`` as its own task: leaving while it is in flight does not drop its job."""
         client = self.session.client
         context = contextvars.copy_context()
         context.run(_post_state.set, self._post_state)
-        post = client.post("/generate/detect", body, query=query, what="the detect request")
-        self._post = self.session.keep(post, context)
+        self._post = self.session.keep(api.post_detect(client, body, query), context)
         self.status = "requested"
-        response = await asyncio.shield(self._post)
-        data = response.data
-        job = _job_of(data, "the detect request")
-        self.id = job["jobId"]
-        self.cost = _cost(data)
-        self.observe(job)
+        answer = await asyncio.shield(self._post)
+        assert answer.job is not None  # parse_detect requires it of a real run
+        self.id = answer.job.id
+        self.cost = answer.cost
+        self.session.created[self.id] = self.cost
+        self.observe(answer.job)
         log.info("Scenario detect job %s created (%s, %s)", self.id, body.get("modality"), self.label)
-        return data
+        return answer
 
-    def observe(self, job: dict[str, Any]) -> None:
-        self.status = str(job.get("status") or "pending")  # an unknown status counts as still running
+    def observe(self, job: Job) -> None:
+        self.status = job.status  # an unknown status counts as still running (not in TERMINAL)
+        if self.id is not None and self.terminal:
+            self.session.ended.add(self.id)
 
     async def __aenter__(self) -> RemoteJob:
         return self
@@ -302,7 +329,7 @@ class RemoteJob:
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         if self.terminal or self.status == "not created":
             return
-        reason = "the run finished without it" if kind is None else f"{kind.__name__}: {scrub(exc) or 'no message'}"
+        reason = self.stop_reason if kind is None else f"{kind.__name__}: {scrub(exc) or 'no message'}"
         if self.id is None:
             assert self._post is not None
             self._post_state.abandoned = True  # no new attempt from now on
@@ -311,35 +338,28 @@ class RemoteJob:
                 log.info("Scenario detect request for %s stopped between tries (%s): no job exists", self.label, reason)
                 return
             if not self._post.done():
-                log.warning(
-                    "Scenario detect request for %s abandoned in flight (%s): following it in the background "
-                    "to cancel the job it creates",
-                    self.label,
-                    reason,
-                )
+                log.warning("Scenario detect request for %s abandoned in flight (%s): following it in the "
+                            "background to cancel the job it creates", self.label, reason)
                 self.session.keep(self._cancel_when_created(self._post))
                 return
             if self._post.cancelled() or self._post.exception() is not None:
                 return  # the POST failed: its error says whether a job may exist (ScenarioMaybeSent)
-            job = _answered_job(self._post.result().data)
-            self.id = job["jobId"] if job is not None else None
-            if not self.id:
+            answered = self._post.result()
+            if answered.job is None:
                 return
+            self.id = answered.job.id
+            self.session.created[self.id] = answered.cost
         log.warning("Scenario job %s (%s) left while %s (%s): canceling it", self.id, self.label, self.status, reason)
-        await asyncio.shield(self.session.keep(cancel_job(self.session.client, self.id)))
+        await asyncio.shield(self.session.keep(self.session.cancel(self.id)))
 
-    async def _cancel_when_created(self, post: asyncio.Task[ApiResponse]) -> None:
+    async def _cancel_when_created(self, post: asyncio.Task[DetectAnswer]) -> None:
         wait = self.session.client.policy.connect_timeout_s + self.session.client.policy.read_timeout_s
         try:
-            response = await asyncio.wait_for(asyncio.shield(post), wait)
+            answer = await asyncio.wait_for(asyncio.shield(post), wait)
         except asyncio.TimeoutError:
             post.cancel()
-            log.warning(
-                "the abandoned detect request for %s got no answer within %.0f s; if it created a job, that job "
-                "was not canceled: check your jobs at https://app.scenario.com",
-                self.label,
-                wait,
-            )
+            log.warning("the abandoned detect request for %s got no answer within %.0f s; if it created a job, "
+                        "that job was not canceled: check your jobs at %s", self.label, wait, JOBS_PAGE)
             return
         except BaseException as exc:  # noqa: BLE001 - the request failed: no job id to cancel
             if post.cancelled():
@@ -347,15 +367,12 @@ class RemoteJob:
             else:
                 log.info("the abandoned detect request for %s failed (%s): no job to cancel", self.label, scrub(exc))
             return
-        job = _answered_job(response.data)
-        if job is None:
-            log.warning("the abandoned detect request for %s was answered without a job id", self.label)
+        if answer.job is None or answer.job.terminal:
             return
-        job_id = job["jobId"]
-        if job.get("status") in TERMINAL:
-            return
+        job_id = answer.job.id
         log.warning("Scenario job %s (%s) was created after the run stopped: canceling it", job_id, self.label)
-        await cancel_job(self.session.client, job_id)
+        self.session.created[job_id] = answer.cost
+        await self.session.cancel(job_id)
 
 
 async def poll_until_terminal(
@@ -363,36 +380,25 @@ async def poll_until_terminal(
     job: RemoteJob,
     schedule: PollSchedule,
     report: Callable[[float], None],
-) -> tuple[dict[str, Any], int]:
-    """Poll ``GET /jobs/{id}`` (adaptively) until the job is terminal; (the last job JSON, polls)."""
+) -> tuple[Job, int]:
+    """Poll ``GET /jobs/{id}`` (adaptively) until the job is terminal; (the last job seen, polls)."""
     assert job.id is not None
     created_at = time.monotonic()  # the job's clock starts when the server answered the POST
     intervals = schedule.intervals()
     progress: float | None = None
     seen_at = 0.0
     polls = 0
-    data: dict[str, Any] = {}
-    while not job.terminal:
+    seen: Job | None = None
+    while seen is None or not seen.terminal:
         await asyncio.sleep(schedule.next_wait(next(intervals), progress, seen_at, time.monotonic() - created_at))
         polls += 1
-        data = _job_of(await client.get(api_path("jobs", job.id), what=f"job {job.id}"), f"job {job.id}")
-        job.observe(data)
-        value = data.get("progress")
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            progress = min(1.0, max(0.0, float(value)))
+        seen = await api.get_job(client, job.id)
+        job.observe(seen)
+        if seen.progress is not None:
+            progress = seen.progress
             seen_at = time.monotonic() - created_at
             report(0.9 * progress)  # in ComfyUI this may raise the host's interrupt exception
-    return data, polls
-
-
-def result_asset_ids(job: dict[str, Any], job_id: str) -> list[str]:
-    """The result asset ids of a terminal job, or the error that says why there are none."""
-    if job.get("status") != "success":
-        raise ScenarioJobFailed(_failure_message(job), job_id=job_id)
-    asset_ids = [a for a in (job.get("metadata") or {}).get("assetIds") or [] if isinstance(a, str)]
-    if not asset_ids:
-        raise ScenarioBadResponse(f"Scenario job {job_id} succeeded but produced no asset.", job_id=job_id)
-    return asset_ids
+    return seen, polls
 
 
 async def run_job(
@@ -406,38 +412,53 @@ async def run_job(
     schedule: PollSchedule | None = None,
     label: str = "image 1",
 ) -> JobOutcome:
-    """One detect job to its result bytes, within ``timeout_s`` from its start (the upload when
-    ``body`` is still to be made, the POST, polls, 429 waits, retries and the download). Whatever
-    ends it early, its :class:`RemoteJob` cancels the remote job."""
+    """One detect job to its result bytes within ``timeout_s`` (upload, POST, polls, waits, retries,
+    download); whatever ends it early, its :class:`RemoteJob` cancels the remote job."""
     report = on_progress or (lambda fraction: None)
     started = time.monotonic()
-    client = session.client
-    polls = 0
     async with RemoteJob(session, label) as job:
+        steps = _job_steps(job, body, query, validate, report, schedule or PollSchedule())
         try:
-            async with asyncio.timeout(timeout_s):
-                if not isinstance(body, dict):
-                    body = await body  # the image's upload, when it is too large to send inline
-                created = await job.create(body, query)
-                asset = created.get("asset")
-                if job.status == "success" and isinstance(asset, dict) and isinstance(asset.get("id"), str):
-                    asset_ids = [asset["id"]]  # answered finished: nothing to poll
-                else:
-                    final, polls = await poll_until_terminal(client, job, schedule or PollSchedule(), report)
-                    assert job.id is not None
-                    asset_ids = result_asset_ids(final, job.id)
-                    if job.cost is None:
-                        job.cost = _cost({"job": final})
-                report(0.9)
-                content, decoded = await fetch_asset(client, asset_ids[0], validate)
-        except TimeoutError:
-            raise ScenarioTimeout(_timeout_message(job, timeout_s), job_id=job.id) from None
+            asset_ids, content, decoded, polls = await asyncio.wait_for(steps, timeout_s)
+        except asyncio.TimeoutError:
+            job.stop_reason = f"timeout_s ({timeout_s:g} s) passed"
+            asset_ids = []  # leaving the block cancels the job; the error below says how that went
         except ScenarioError as exc:
             if exc.job_id is None:
                 exc.job_id = job.id
             raise
+    if not asset_ids:
+        raise ScenarioTimeout(_timeout_message(job, timeout_s), job_id=job.id)
+    if job.id is not None:
+        session.finished.append(job.id)
     report(1.0)
     return JobOutcome(asset_ids, content, job.cost, job.id, polls, time.monotonic() - started, decoded)
+
+
+async def _job_steps(
+    job: RemoteJob,
+    body: dict[str, Any] | Awaitable[dict[str, Any]],
+    query: dict[str, str],
+    validate: Callable[[bytes], Any],
+    report: Callable[[float], None],
+    schedule: PollSchedule,
+) -> tuple[list[str], bytes, Any, int]:
+    """(result asset ids, the first one's bytes, its decoded image, polls)."""
+    client = job.session.client
+    polls = 0
+    if not isinstance(body, dict):
+        body = await body  # the image's upload, when it is too large to send inline
+    finished = (await job.create(body, query)).finished_asset()
+    if finished is not None:
+        asset_ids = [finished]  # answered finished: nothing to poll
+    else:
+        final, polls = await poll_until_terminal(client, job, schedule, report)
+        asset_ids = final.results()
+        if job.cost is None:
+            job.cost = final.cost
+    report(0.9)
+    content, decoded = await fetch_asset(client, asset_ids[0], validate)
+    return asset_ids, content, decoded, polls
 
 
 def _timeout_message(job: RemoteJob, timeout_s: float) -> str:
@@ -449,14 +470,17 @@ def _timeout_message(job: RemoteJob, timeout_s: float) -> str:
     if job.id is None:
         return (
             f"Scenario did not answer the detect request for {job.label} within timeout_s ({timeout_s:g} s); "
-            "if it still creates the job, that job is canceled. Raise timeout_s or try again later."
+            "if it still creates the job, that job is sent a cancel as soon as its id arrives (the log says "
+            f"whether it was canceled; {JOBS_PAGE} lists your jobs). Raise timeout_s or try again later."
         )
     if job.terminal:
         return (
             f"the result of Scenario job {job.id} was not downloaded within timeout_s ({timeout_s:g} s). "
             "Raise timeout_s or check the network."
         )
+    cancel = job.session.cancels.get(job.id)
+    outcome = cancel.said() if cancel else f"job {job.id} was sent a cancel"
     return (
         f"Scenario job {job.id} did not finish within timeout_s ({timeout_s:g} s; last status: {job.status}); "
-        "it was canceled. Raise timeout_s or try again later."
+        f"{outcome}. Raise timeout_s or try again later."
     )

@@ -1,4 +1,4 @@
-"""nodes/worker.py: local runs on one worker thread, awaited without blocking the event loop."""
+"""nodes/local_thread.py: local runs on one worker thread, awaited without blocking the event loop."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from scenario_detect.nodes import host
-from scenario_detect.nodes.worker import run_off_loop
+from scenario_detect.nodes.local_thread import run_off_loop
 
 NODE = contextvars.ContextVar("node", default=None)
 
@@ -104,3 +104,70 @@ def test_a_cancelled_caller_stops_the_run_at_its_next_check() -> None:
     asyncio.run(run_off_loop(lambda: None))
     assert outcome == ["stopped"]
     host.throw_if_interrupted()  # the caller's own context was never marked
+
+
+def test_a_device_claim_holds_the_loop_until_the_run_ends() -> None:
+    """What ``ModelCache.get`` does inside ComfyUI (``host.claim_device``): from the claim to the end of
+    the run, no other task of the loop (another node of the prompt) runs; before and after, they do."""
+    from scenario_detect.nodes.local_thread import _PromptThreadHold
+
+    state = {"claimed": False, "ticks_while_claimed": 0, "ticks": 0}
+    before_claim = threading.Event()
+
+    def work(hold: _PromptThreadHold) -> int:
+        before_claim.wait(timeout=30)  # the ticker ran while the run had not claimed yet
+        hold.claim()
+        state["claimed"] = True
+        total = sum(sum(range(2000)) for _ in range(2000))  # CPU work while owning the device
+        state["claimed"] = False
+        hold.release()
+        return total
+
+    async def ticker(done: asyncio.Future) -> None:
+        while not done.done():
+            state["ticks"] += 1
+            state["ticks_while_claimed"] += state["claimed"]
+            before_claim.set()
+            await asyncio.sleep(0)
+
+    async def main() -> None:
+        hold = _PromptThreadHold(asyncio.get_running_loop())
+        job = asyncio.ensure_future(asyncio.to_thread(work, hold))
+        await asyncio.gather(job, ticker(job))
+
+    asyncio.run(main())
+    assert state["ticks"] > 1
+    assert state["ticks_while_claimed"] == 0
+
+
+def test_an_abandoned_run_gives_up_its_claim_and_leaves_the_loop_free() -> None:
+    """The node task was cancelled while the run waited for the loop: the run stops, and the parking
+    callback still queued on the loop returns at once instead of blocking the next prompt."""
+    from scenario_detect.nodes.local_thread import _PromptThreadHold
+
+    async def main() -> list[str]:
+        hold = _PromptThreadHold(asyncio.get_running_loop())
+        abandoned, finished = threading.Event(), threading.Event()
+        abandoned.set()
+        outcome: list[str] = []
+
+        def work() -> None:
+            host.set_abandon_event(abandoned)
+            try:
+                hold.claim()
+                outcome.append("claimed")
+            except host.Interrupted:
+                outcome.append("gave up")
+            finally:
+                hold.release()
+                finished.set()
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        finished.wait(timeout=60)  # keeps the loop busy: the parking callback cannot run before the run ends
+        thread.join()
+        await asyncio.sleep(0)  # now it runs, and must not park the loop for good
+        outcome.append("loop free")
+        return outcome
+
+    assert asyncio.run(main()) == ["gave up", "loop free"]

@@ -12,10 +12,15 @@ downloads block for seconds, so they run here, on one worker thread, while the l
   tests, a second thread) ``ModelCache.get`` holds its lock across look-up and build (each network is
   built once) and ``weights._fetch_all`` locks per destination file (one download per file; a second
   caller finds the finished file).
-- Not covered: ComfyUI's own nodes run on the prompt thread meanwhile. A GPU node of an independent
-  branch of the same prompt may ask ComfyUI for VRAM while our network runs, and ComfyUI may then
-  offload it mid-run (its model management has no "in use" flag); a graph that feeds the map onward
-  waits for it and is unaffected.
+- One GPU, one owner: ComfyUI's other nodes run on its prompt thread (the thread of the prompt's
+  event loop) meanwhile, and ComfyUI's model management (``load_models_gpu``, ``free_memory``) is not
+  thread-safe and marks no model "in use": a sampler of an independent branch could move or free our
+  network mid-forward. So the first time a run enters model management (``ModelCache.get`` calls
+  ``host.claim_device``), ``_PromptThreadHold`` parks the prompt thread in a callback on its loop and
+  keeps it there until the run ends: from our first ``load_models_gpu`` to the last map copied back,
+  no other node runs. Before that point the prompt runs on: weight downloads, reading and building a
+  network on the CPU, image preparation and every weight-free method overlap with other nodes (a cloud
+  Detect keeps polling). Outside ComfyUI (CLI, tests) nothing is parked.
 - The run executes in a copy of the node task's context: ComfyUI's progress hook finds the executing
   node (``comfy_execution.utils.current_executing_context``) there, so the progress bar moves on the
   right node. Cancel is ComfyUI's global interrupt flag, checked between chunks as before.
@@ -50,11 +55,48 @@ def _worker() -> ThreadPoolExecutor:
         return _executor
 
 
+class _PromptThreadHold:
+    """The worker's hold on ComfyUI's prompt thread: ``claim`` parks it, ``release`` lets it go.
+
+    Parking is a callback on the prompt's event loop that waits for ``release``: while it waits, the
+    loop (and so every other node of the prompt) is stopped. Release is idempotent and always called
+    when the run ends, so a claim given up half way (interrupt) never leaves the loop parked.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._parked = threading.Event()
+        self._released = threading.Event()
+        self._claimed = False
+
+    def claim(self) -> None:
+        if self._claimed:
+            return
+        self._claimed = True
+        try:
+            self._loop.call_soon_threadsafe(self._park)
+        except RuntimeError:  # the loop is closed: its prompt is over
+            raise host.Interrupted("the local run was abandoned: its prompt is over") from None
+        while not self._parked.wait(0.05):  # the loop runs other callbacks first; Cancel still works
+            host.throw_if_interrupted()
+
+    def _park(self) -> None:
+        self._parked.set()
+        self._released.wait()
+
+    def release(self) -> None:
+        self._released.set()
+
+
 async def run_off_loop(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """``fn(*args, **kwargs)`` on the local worker thread, awaited without blocking the loop."""
+    """``fn(*args, **kwargs)`` on the local worker thread, awaited without blocking the loop
+    (except while the run owns the device: see the module docstring)."""
     context = contextvars.copy_context()
     abandoned = threading.Event()
     context.run(host.set_abandon_event, abandoned)
+    hold = _PromptThreadHold(asyncio.get_running_loop())
+    if host.in_comfyui():
+        context.run(host.set_device_claim, hold.claim)
 
     def call() -> T:
         try:
@@ -63,6 +105,8 @@ async def run_off_loop(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
             if abandoned.is_set():  # nobody awaits the result any more: say where the run went
                 log.info("Local run stopped: the prompt it belonged to was cancelled or failed")
             raise
+        finally:
+            hold.release()
 
     future = _worker().submit(context.run, call)
     try:

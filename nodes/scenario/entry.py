@@ -1,4 +1,5 @@
-"""The Detect node's scenario branch: ComfyUI's progress bar and interrupt wired to run_scenario.
+"""The cloud backend's two ways in, the node's (run_for_node) and the CLI's (run_for_cli): progress and
+interrupt wired to run_scenario.
 
 Kept out of ``detect.py`` so the node file stays thin, and out of ``backend.py`` so the backend
 stays free of ComfyUI (host adapters fall back to no-ops outside ComfyUI).
@@ -60,16 +61,22 @@ async def run_for_node(image: Any, modality: str, params: dict[str, Any], option
 
 def run_for_cli(image: Any, modality: str, params: dict[str, Any], options: dict[str, Any]):
     """Blocking scenario run for the CLI: maps, with messages printed; errors as DetectError."""
-    from ..run import DetectError, check_params
+    from ..errors import DetectError
+    from ..params import check_params
     from .backend import run_scenario_sync
     from .errors import ScenarioError
+    from .network_loop import install_process_stop
 
+    install_process_stop()  # SIGTERM (docker stop, a closed terminal) cancels the job before the process goes
     try:
         result = run_scenario_sync(
             image, modality, check_params(modality, params), **run_options(remote_values(options))
         )
     except ScenarioError as error:
         raise DetectError(f"Detect ({modality}, scenario): {error}") from None
+    except KeyboardInterrupt:
+        # Ctrl-C: the jobs were cancelled and the log said how that went; no traceback on top.
+        raise SystemExit(130) from None
     for line in result.messages:
         print(line)
     if result.asset_ids:
