@@ -479,6 +479,7 @@ def test_cli_keypoints_carry_the_feet(models_dir: Path, tmp_path: Path) -> None:
     # The same values as the in-process method (the CLI runs the node's code path).
     images = torch.from_numpy(rgb).float()[None] / 255.0
     _, expected = dwpose.pose_dwpose(images, {"keypoint_threshold": 0.3})
+    assert [entry.pop("file") for entry in written] == [str(tmp_path / "figure.png")]  # the CLI names the input
     assert json.loads(json.dumps(expected)) == written
 
 
