@@ -22,8 +22,8 @@ import pytest
 import random_weights
 import torch
 
-from scenario_detect.nodes.local import dwpose, load_method, run_local
-from scenario_detect.nodes.local.models import MODELS
+from scenario_detect.nodes.local import dwpose, dwpose_nets, load_method, run_local
+from scenario_detect.nodes.local.models import MODELS, Loaded
 from scenario_detect.nodes.local.weights import WeightsUnavailable
 from scenario_detect.nodes.modalities import resolve_local_method
 
@@ -87,34 +87,112 @@ def test_dwpose_is_the_pose_auto_method_and_openpose_stays_by_name() -> None:
 
 def test_standins_have_the_released_interface(models_dir: Path) -> None:
     detector, estimator = _loaded()
-    assert isinstance(detector.module.net, torch.jit.ScriptModule)
-    assert isinstance(estimator.module.net, torch.jit.ScriptModule)
+    # The archives load into the eager modules (weights read, not run) ...
+    assert isinstance(detector.module, dwpose_nets.Yolox) and isinstance(estimator.module, dwpose_nets.RTMPose)
+    # ... and are TorchScript with the released interface, the estimator's batch baked in.
+    det_archive, pose_archive = (_archive(spec) for spec in dwpose.WEIGHTS)
     with torch.inference_mode():
-        raw = detector.module(torch.zeros(1, 3, 640, 640))
-        assert list(raw.shape) == [1, 8400, 85]
-        simcc_x, simcc_y = estimator.module(torch.zeros(5, 3, 384, 288))
+        assert list(det_archive(torch.zeros(1, 3, 640, 640)).shape) == [1, 8400, 85]
+        simcc_x, simcc_y = pose_archive(torch.zeros(5, 3, 384, 288))
         assert list(simcc_x.shape) == [5, 133, 576] and list(simcc_y.shape) == [5, 133, 768]
-        with pytest.raises(RuntimeError):  # the batch is baked into the export: our padding is needed
-            estimator.module(torch.zeros(2, 3, 384, 288))
+        with pytest.raises(RuntimeError):
+            pose_archive(torch.zeros(2, 3, 384, 288))
 
 
-def test_estimator_pads_crops_to_its_batch_of_five(models_dir: Path) -> None:
+def _archive(spec: dwpose.WeightFile) -> torch.jit.ScriptModule:
+    from scenario_detect.nodes.local.weights import weight_path
+
+    return torch.jit.load(str(weight_path(spec)), map_location="cpu")
+
+
+def _torchscript(spec: dwpose.WeightFile, fixed_batch: int) -> Loaded:
+    """Today's path before the eager networks: the archive run as TorchScript, crops padded to its batch."""
+    net = dwpose.TorchScriptNet(_archive(spec), fixed_batch).eval()
+    return Loaded(("torchscript", spec.filename, "cpu", "torch.float32"), net, torch.device("cpu"), torch.float32)
+
+
+def test_estimator_runs_the_crops_it_is_given_in_chunks(models_dir: Path) -> None:
     _, estimator = _loaded()
     rng = np.random.default_rng(1)
-    crops = [rng.normal(size=(3, 384, 288)).astype(np.float32) for _ in range(7)]
+    crops = [rng.normal(size=(3, 384, 288)).astype(np.float32) for _ in range(dwpose.POSE_CHUNK + 3)]
     with torch.inference_mode():
         simcc_x, simcc_y = dwpose.estimate(estimator, crops)
-        alone_x, alone_y = dwpose.estimate(estimator, crops[6:])
-    assert simcc_x.shape == (7, 133, 576) and simcc_y.shape == (7, 133, 768)
-    np.testing.assert_allclose(simcc_x[6:], alone_x, atol=1e-6)  # padding does not leak into real crops
-    np.testing.assert_allclose(simcc_y[6:], alone_y, atol=1e-6)
+        alone_x, alone_y = dwpose.estimate(estimator, crops[-1:])
+        padded_x, padded_y = dwpose.estimate(_torchscript(dwpose.ESTIMATOR, 5), crops)
+    assert simcc_x.shape == (len(crops), 133, 576) and simcc_y.shape == (len(crops), 133, 768)
+    np.testing.assert_allclose(simcc_x[-1:], alone_x, atol=1e-5)  # other crops of the pass do not leak in
+    np.testing.assert_allclose(simcc_y[-1:], alone_y, atol=1e-5)
+    np.testing.assert_allclose(simcc_x, padded_x, atol=1e-4)  # batch n == the archive's padded batches of 5
+    np.testing.assert_allclose(simcc_y, padded_y, atol=1e-4)
+
+
+@pytest.mark.parametrize("bright", [True, False])
+def test_eager_detector_matches_the_archive_run_as_torchscript(tmp_path: Path, bright: bool) -> None:
+    path = dwpose_standins.write_detector(tmp_path / "det.pt", bright=bright, seed=3)
+    eager = dwpose.load_detector(path)
+    assert isinstance(eager, dwpose_nets.Yolox)
+    assert {m.eps for m in eager.modules() if isinstance(m, torch.nn.BatchNorm2d)} <= {1e-3}  # read, then folded
+    image = torch.from_numpy(dwpose.letterbox(_figure(300, 500))[0])[None]
+    with torch.inference_mode():
+        ours, ref = eager(image), torch.jit.load(str(path))(image)
+    assert ours.shape == ref.shape == (1, 8400, 85)
+    scale = float(ref[..., :4].abs().max())  # the box offsets' range (scores are 0..1)
+    np.testing.assert_allclose(ours[..., :4].numpy(), ref[..., :4].numpy(), rtol=0, atol=1e-5 * max(scale, 1.0))
+    np.testing.assert_allclose(ours[..., 4:].numpy(), ref[..., 4:].numpy(), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("eps", [1e-5, 1e-2])
+def test_eager_estimator_matches_the_archive_and_reads_its_batchnorm_epsilon(tmp_path: Path, eps: float) -> None:
+    example = torch.zeros(5, 3, 384, 288)
+    path = dwpose_standins._save(dwpose_standins.released_estimator(seed=4, eps=eps), example, tmp_path / "p.pt")
+    eager = dwpose.load_estimator(path)
+    assert isinstance(eager, dwpose_nets.RTMPose)
+    crops = torch.randn(5, 3, 384, 288, generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        ours, ref = eager(crops), torch.jit.load(str(path))(crops)
+    for a, b in zip(ours, ref, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_dwpose_maps_and_keypoints_match_the_torchscript_path(models_dir: Path) -> None:
+    frames = [_figure(240, 480, seed=5), _figure(360, 300, seed=6)[:, ::-1].copy()]
+    with torch.inference_mode():
+        eager = dwpose.estimate_people(*_loaded(), frames)
+        scripted = dwpose.estimate_people(_torchscript(dwpose.DETECTOR, 1), _torchscript(dwpose.ESTIMATOR, 5), frames)
+    assert [len(p) for p in eager] == [len(p) for p in scripted] and sum(len(p) for p in eager) >= 2
+    for frame, ours, ref in zip(frames, eager, scripted, strict=True):
+        for a, b in zip(ours, ref, strict=True):
+            for part_a, part_b in zip(a, b, strict=True):
+                np.testing.assert_allclose(part_a, part_b, rtol=0, atol=1e-3)  # pixels; scores within 1e-3
+        height, width = frame.shape[:2]
+        np.testing.assert_array_equal(dwpose.draw(ours, 0.0, height, width), dwpose.draw(ref, 0.0, height, width))
+        entries = zip(dwpose.keypoint_entry(ours, 0.0, 2, 2), dwpose.keypoint_entry(ref, 0.0, 2, 2), strict=True)
+        for a, b in entries:
+            assert a.keys() == b.keys()
+            for key in a:
+                np.testing.assert_allclose(a[key], b[key], rtol=0, atol=2e-3)
+
+
+def test_an_archive_of_another_layout_runs_as_torchscript_at_its_batch(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = dwpose_standins.write_estimator(tmp_path / "other.pt", layout="other")
+    with caplog.at_level("WARNING", logger="scenario_detect.dwpose"):
+        net = dwpose.load_estimator(path)
+    assert isinstance(net, dwpose.TorchScriptNet) and net.fixed_batch == 5
+    assert "does not have the released layout" in caplog.text and "other.pt" in caplog.text
+    loaded = Loaded(("x", str(path), "cpu", "torch.float32"), net, torch.device("cpu"), torch.float32)
+    crops = [np.random.default_rng(i).normal(size=(3, 384, 288)).astype(np.float32) for i in range(7)]
+    with torch.inference_mode():
+        simcc_x, _ = dwpose.estimate(loaded, crops)
+    assert simcc_x.shape == (7, 133, 576)
 
 
 def test_a_file_that_is_not_torchscript_is_refused_clearly(models_dir: Path, tmp_path: Path) -> None:
     wrong = tmp_path / dwpose.DETECTOR.filename
     torch.save({"conv.weight": torch.zeros(1)}, wrong)  # a state dict, as a .pth would be
     with pytest.raises(RuntimeError, match="is not a TorchScript archive") as caught:
-        dwpose.load_torchscript(wrong)
+        dwpose.load_detector(wrong)
     assert dwpose.ESTIMATOR.filename in str(caught.value)
 
 
@@ -298,6 +376,7 @@ def test_run_local_draws_people_where_they_are_on_a_non_square_image(models_dir:
     for person in frame["people"]:
         body = np.array(person["pose_keypoints_2d"]).reshape(18, 3)
         assert len(person["face_keypoints_2d"]) == 70 * 3 and len(person["hand_left_keypoints_2d"]) == 21 * 3
+        assert len(person["foot_keypoints_2d"]) == 6 * 3 and any(person["foot_keypoints_2d"])
         for x, y, c in body:
             if c > 0 and 2 <= x < 478 and 2 <= y < 238:
                 assert float(maps[0, int(y), int(x)].max()) > 0.0, (x, y)
@@ -310,15 +389,18 @@ def test_keypoint_threshold_drops_points_and_their_limbs(models_dir: Path) -> No
     confidences = [c for p in all_points[0]["people"] for c in p["pose_keypoints_2d"][2::3]]
     middle = float(np.median(confidences))  # the stand-in's scores are not spread like a real model's
     half_maps, half_points = dwpose.pose_dwpose(images, {**params, "keypoint_threshold": middle})
-    none_maps, none_points = dwpose.pose_dwpose(images, {**params, "keypoint_threshold": 1.0})
+    parts = ("pose_keypoints_2d", "foot_keypoints_2d", "face_keypoints_2d", "hand_left_keypoints_2d")
+    parts += ("hand_right_keypoints_2d",)
+    above = max(c for p in all_points[0]["people"] for part in parts for c in p[part][2::3]) + 0.01
+    none_maps, none_points = dwpose.pose_dwpose(images, {**params, "keypoint_threshold": above})
     assert float(all_maps.max()) > 0.0
-    assert float(none_maps.max()) == 0.0  # every score of the stand-in is under 1
+    assert float(none_maps.max()) == 0.0  # every score of the stand-in is under ``above``
     assert 0 < int((half_maps > 0).sum()) < int((all_maps > 0).sum())
     kept = dropped = 0
     for every, some, none in zip(
         all_points[0]["people"], half_points[0]["people"], none_points[0]["people"], strict=True
     ):
-        for part in ("pose_keypoints_2d", "face_keypoints_2d", "hand_left_keypoints_2d", "hand_right_keypoints_2d"):
+        for part in parts:
             full = np.array(every[part]).reshape(-1, 3)
             half = np.array(some[part]).reshape(-1, 3)
             assert not np.any(none[part])
@@ -336,3 +418,106 @@ def test_no_person_gives_a_black_map_and_no_people(models_dir: Path) -> None:
     maps, keypoints = dwpose.pose_dwpose(images, {})
     assert maps.shape == (2, 64, 96, 3) and float(maps.max()) == 0.0
     assert [k["people"] for k in keypoints] == [[], []]
+
+
+def test_feet_are_the_wholebody_toes_and_heels_in_input_pixels() -> None:
+    """COCO-WholeBody 17..22 (left big toe, small toe, heel, then the right foot) -> foot_keypoints_2d."""
+    rng = np.random.default_rng(5)
+    points = rng.uniform(0, 100, (1, 133, 2))
+    scores = rng.uniform(0.5, 1.0, (1, 133))
+    scores[0, 19] = 0.1  # the left heel under the threshold: zeros
+    (person,) = dwpose.to_openpose(points, scores)
+    np.testing.assert_array_equal(person.feet[:, :2], points[0, 17:23])
+    (entry,) = dwpose.keypoint_entry([person], 0.3, 2.0, 3.0)
+    feet = np.array(entry["foot_keypoints_2d"]).reshape(6, 3)
+    expected = np.concatenate([points[0, 17:23] * [2.0, 3.0], scores[0, 17:23, None]], 1)
+    expected[2] = 0.0
+    np.testing.assert_allclose(feet, expected)
+
+
+# --- feet through the CLI and a real ComfyUI prompt --------------------------------------------------------------
+
+PART_LENGTHS = {
+    "pose_keypoints_2d": 54,
+    "foot_keypoints_2d": 18,
+    "face_keypoints_2d": 210,
+    "hand_left_keypoints_2d": 63,
+    "hand_right_keypoints_2d": 63,
+}
+
+
+def _assert_feet(frames: list[dict], width: int, height: int) -> None:
+    """Every part of every person at its exact length (core's reader reshapes without checks), real feet."""
+    people = [person for frame in frames for person in frame["people"]]
+    assert people
+    for person in people:
+        assert {key: len(values) for key, values in person.items()} == PART_LENGTHS
+        feet = np.array(person["foot_keypoints_2d"]).reshape(6, 3)
+        assert np.any(feet[:, 2] > 0)
+        seen = feet[feet[:, 2] > 0]  # input pixels (the crop may reach past the image, not far)
+        assert np.all(seen[:, 0] > -width) and np.all(seen[:, 0] < 2 * width) and np.all(seen[:, 1] < 2 * height)
+
+
+def test_cli_keypoints_carry_the_feet(models_dir: Path, tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+
+    from PIL import Image
+
+    rgb = _figure(240, 480)
+    Image.fromarray(rgb).save(tmp_path / "figure.png")
+    env = dict(os.environ)  # models_dir's: the stand-ins' folder, offline, on the CPU
+    target = tmp_path / "k.json"
+    args = [str(tmp_path / "figure.png"), "-m", "pose", "-o", str(tmp_path / "map.png"), "--keypoints", str(target)]
+    result = subprocess.run(
+        [sys.executable, "-m", "scenario_detect", *args], capture_output=True, text=True, timeout=600, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    written = json.loads(target.read_text())
+    _assert_feet(written, 480, 240)
+    # The same values as the in-process method (the CLI runs the node's code path).
+    images = torch.from_numpy(rgb).float()[None] / 255.0
+    _, expected = dwpose.pose_dwpose(images, {"keypoint_threshold": 0.3})
+    assert [entry.pop("file") for entry in written] == [str(tmp_path / "figure.png")]  # the CLI names the input
+    assert json.loads(json.dumps(expected)) == written
+
+
+@pytest.mark.comfyui
+def test_feet_in_a_real_comfyui_prompt(comfy_server) -> None:  # noqa: ANN001 (the session server fixture)
+    import random_weights
+    from PIL import Image
+    from test_comfyui_detect import keypoints_graph, pose_keypoint_value
+
+    rgb = _figure(240, 480)
+    name = comfy_server.upload_image(Image.fromarray(rgb), name="dwpose-feet.png")
+    graph = keypoints_graph(comfy_server, name, batch=2, modality="pose", local_method="dwpose")
+    value = pose_keypoint_value(comfy_server, graph, timeout=600)
+    assert [(entry["canvas_width"], entry["canvas_height"]) for entry in value] == [(480, 240)] * 2
+    _assert_feet(value, 480, 240)
+    # What the node gave is what the method computes in-process on the same weights and pixels.
+    with random_weights.only_these_weights(random_weights.models_root()):
+        _, expected = dwpose.pose_dwpose(torch.from_numpy(rgb).float()[None] / 255.0, {"keypoint_threshold": 0.3})
+    for frame in value:
+        for person, reference in zip(frame["people"], expected[0]["people"], strict=True):
+            for key, values in person.items():
+                np.testing.assert_allclose(values, reference[key], rtol=0, atol=1e-3)
+
+
+def test_an_archive_whose_names_carry_a_prefix_loads_into_the_eager_network(tmp_path: Path) -> None:
+    """An export wrapped once more (``model.backbone...``) is still the released layout."""
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = dwpose_standins.released_detector(bright=False, seed=8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.model(x)
+
+    path = dwpose_standins._save(Wrapped(), torch.zeros(1, 3, 640, 640), tmp_path / "wrapped.pt")
+    eager = dwpose.load_detector(path)
+    assert isinstance(eager, dwpose_nets.Yolox)
+    image = torch.rand(1, 3, 640, 640) * 255
+    with torch.inference_mode():
+        np.testing.assert_allclose(eager(image)[..., 4:], torch.jit.load(str(path))(image)[..., 4:], atol=1e-5)

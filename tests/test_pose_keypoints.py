@@ -86,6 +86,7 @@ def test_openpose_keypoints_are_input_pixels_with_threshold_and_two_people(openp
     assert tuple(left[20]) == (0.0, 0.0, 0.0)
     # Parts not found are full-length zeros, which ComfyUI core's SDPose nodes can reshape to (n, 3).
     assert first["hand_right_keypoints_2d"] == [0.0] * 63 and second["face_keypoints_2d"] == [0.0] * 210
+    assert first["foot_keypoints_2d"] == second["foot_keypoints_2d"] == [0.0] * 18  # OpenPose has no feet
     json.dumps(frame)  # plain floats: the value can be saved as JSON
 
     # The same positions in the map we draw: each kept joint's dot is at its keypoint once resized back.
@@ -197,6 +198,7 @@ def test_pose_body_keypoints_from_crafted_network_outputs(
             else:  # not in the picture, or under the threshold (A's right elbow): 0, 0, 0
                 assert (x, y, c) == (0.0, 0.0, 0.0), index
         assert found["hand_left_keypoints_2d"] == [0.0] * 63 and found["face_keypoints_2d"] == [0.0] * 210
+        assert found["foot_keypoints_2d"] == [0.0] * 18  # an OpenPose method: 6 feet points of zeros
     elbow_x, elbow_y, _ = CRAFTED_A[3]
     assert the_map[elbow_y - 2 : elbow_y + 3, elbow_x - 2 : elbow_x + 3].max() < 1  # not drawn either
 

@@ -1,9 +1,12 @@
 """DWPose: a YOLOX-l person detector, then RTMPose-l whole-body (133 keypoints) on each person's crop.
 
-Runtime: the two networks' TorchScript exports (``yolox_l.torchscript.pt``, ``dw-ll_ucoco_384_bs5.torchscript.pt``,
-the files comfyui_controlnet_aux users already have), loaded with ``torch.jit.load`` and run on ComfyUI's torch
-device through ``models.MODELS`` like every other network of this pack. So DWPose needs nothing but torch: no
-onnxruntime(-gpu) whose CUDA build must match the user's, no mmcv/mmpose/mmdet, and it runs on CUDA, MPS or CPU.
+Runtime: the two networks are plain torch modules (``dwpose_nets``: YOLOX-l, RTMPose-l) whose weights are read
+from the TorchScript exports comfyui_controlnet_aux users already have (``yolox_l.torchscript.pt``,
+``dw-ll_ucoco_384_bs5.torchscript.pt``), run on ComfyUI's torch device through ``models.MODELS`` like every
+other network of this pack. So DWPose needs nothing but torch: no onnxruntime(-gpu) whose CUDA build must match
+the user's, no mmcv/mmpose/mmdet, and it runs wherever torch does (CUDA, MPS, XPU, DirectML, CPU). An archive
+whose parameters are not laid out as the released ones is run as TorchScript instead (with a warning), at
+the batch it was traced with.
 Everything around the networks (letterbox, box decoding, NMS, the affine crop, the SimCC decode, the COCO
 whole-body -> OpenPose conversion) is numpy/OpenCV here.
 
@@ -14,11 +17,12 @@ OpenPose methods do):
    frames), raw head output [1, 8400, 85] decoded on the stride 8/16/32 grids, person score = objectness x class
    0, boxes over ``PERSON_SCORE`` kept, NMS at ``NMS_IOU``.
 2. Pose: each box padded by 1.25 and widened to the network's 3:4 aspect, warped to 288x384 (w x h), normalised
-   with ImageNet mean/std (RGB), run in batches of 5 (the export's fixed batch; the last batch zero-padded).
+   with ImageNet mean/std (RGB), run at the batch the people need (up to ``POSE_CHUNK`` crops a pass).
 3. SimCC decode: argmax of the x (576 bins) and y (768 bins) vectors, split ratio 2 (half-pixel bins), score =
    the smaller of the two maxima; mapped back through the crop into image pixels.
 4. OpenPose layout: 18 body points (COCO's 17 in OpenPose order plus the neck, the shoulders' midpoint), 68 face
-   points (+ the two eyes as pupils, 70, in the keypoint output), 21 points per hand; drawn by
+   points (+ the two eyes as pupils, 70, in the keypoint output), 21 points per hand, 6 foot points (keypoint
+   output only: the OpenPose drawing has no feet); drawn by
    ``pose_drawing`` (the OpenPose methods' colours and stick widths) and returned as POSE_KEYPOINT entries.
 
 A point is kept when its score reaches ``keypoint_threshold``; the neck's score is the smaller shoulder score, so
@@ -27,8 +31,9 @@ it is kept exactly when both shoulders are (the reference's rule at its fixed 0.
 
 from __future__ import annotations
 
+import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -37,10 +42,13 @@ import numpy as np
 import torch
 
 from ..images import rgb_u8_at
+from .dwpose_nets import LayoutMismatch, fuse_batchnorm, load_archive, rtmpose_for, yolox_for
 from .models import MODELS, Loaded, chunk_size, fit_size, from_model, network_resolution, run_chunks
 from .pose_drawing import Point, draw_people
 from .pose_keypoints import PoseKeypointFrame, frame_entry, person_entry
 from .weights import WeightFile, weight_path
+
+log = logging.getLogger("scenario_detect.dwpose")
 
 DETECTOR = WeightFile(
     "hr16/yolox-onnx", "yolox_l.torchscript.pt", "DWPose person detector (YOLOX-l, TorchScript)", "217 MB"
@@ -61,7 +69,8 @@ PERSON_SCORE = 0.3  # objectness x person probability a box needs (the reference
 NMS_IOU = 0.45
 
 POSE_SIZE = (288, 384)  # pose input (w, h)
-POSE_BATCH = 5  # the export was traced with batch 5
+POSE_BATCH = 5  # the released export was traced with batch 5 (only a TorchScript fallback needs it)
+POSE_CHUNK = 16  # crops per pass of the eager network: a crowd runs in chunks, memory stays bounded
 BBOX_PADDING = 1.25
 SIMCC_SPLIT = 2.0
 KEYPOINTS = 133
@@ -71,6 +80,7 @@ STD = np.array([58.395, 57.12, 57.375], np.float32)
 # COCO whole-body -> OpenPose 18: OpenPose slot i takes COCO point BODY_FROM_COCO[i]; -1 is the neck.
 NECK = -1
 BODY_FROM_COCO = (0, NECK, 6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15, 2, 1, 4, 3)
+FEET = slice(17, 23)  # left big toe, left small toe, left heel, then the right foot's
 FACE = slice(23, 91)  # 68 face points (COCO whole-body 23..90)
 LEFT_HAND = slice(91, 112)
 RIGHT_HAND = slice(112, 133)
@@ -84,41 +94,63 @@ class Person(NamedTuple):
     face: np.ndarray  # [68, 3]
     left_hand: np.ndarray  # [21, 3]
     right_hand: np.ndarray  # [21, 3]
+    feet: np.ndarray  # [6, 3]
 
 
 # --- loading -------------------------------------------------------------------------------------
 
 
 class TorchScriptNet(torch.nn.Module):
-    """A TorchScript archive as a plain module: ``models.MODELS`` (and ComfyUI's ModelPatcher) may set
-    attributes on it and move it like any other network."""
+    """An archive run as TorchScript (the fallback for a layout ``dwpose_nets`` does not know), as a plain
+    module: ``models.MODELS`` (and ComfyUI's ModelPatcher) may set attributes on it and move it."""
 
-    def __init__(self, scripted: torch.jit.ScriptModule) -> None:
+    def __init__(self, scripted: torch.jit.ScriptModule, fixed_batch: int) -> None:
         super().__init__()
         self.net = scripted
+        self.fixed_batch = fixed_batch  # traced reshapes bake the batch in: inputs are padded to it
 
     def forward(self, x: torch.Tensor) -> Any:
         return self.net(x)
 
 
-def load_torchscript(path: Path) -> torch.nn.Module:
-    """The archive at ``path`` (read on the CPU; ``MODELS`` moves it), or an error saying what to do."""
+def _read_archive(path: Path) -> torch.jit.ScriptModule:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice, once per load
-            scripted = torch.jit.load(str(path), map_location="cpu")
+            return torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:
         raise RuntimeError(
             f"{path} is not a TorchScript archive ({str(exc)[:200]}). DWPose needs the TorchScript exports "
             f"'{DETECTOR.filename}' and '{ESTIMATOR.filename}' (not the .onnx files): delete this file and run "
             "again to download the right one."
         ) from exc
-    return TorchScriptNet(scripted)
+
+
+def load_network(
+    path: Path, build: Callable[[dict[str, torch.Tensor]], torch.nn.Module], fixed_batch: int
+) -> torch.nn.Module:
+    """The eager network ``build`` makes for the archive at ``path``, its weights read from it (BatchNorm
+    folded in); or, when the archive's parameters are laid out otherwise, the archive run as TorchScript."""
+    scripted = _read_archive(path)
+    try:
+        return fuse_batchnorm(load_archive(build(scripted.state_dict()).eval(), scripted))
+    except LayoutMismatch as exc:
+        log.warning("%s does not have the released layout (%s): running it as TorchScript", path.name, exc)
+        return TorchScriptNet(scripted, fixed_batch)
+
+
+def load_detector(path: Path) -> torch.nn.Module:
+    return load_network(path, yolox_for, 1)
+
+
+def load_estimator(path: Path) -> torch.nn.Module:
+    return load_network(path, rtmpose_for, POSE_BATCH)
 
 
 def _load(spec: WeightFile, name: str) -> Loaded:
-    # float32 only: traced graphs keep float32 constants, which a float16 input would not match.
-    return MODELS.get(name, weight_path(spec), load_torchscript, half_ok=False)
+    # float32 only: the SimCC argmax and the detector's threshold are what the parity is measured on.
+    build = load_detector if spec is DETECTOR else load_estimator
+    return MODELS.get(name, weight_path(spec), build, half_ok=False)
 
 
 # --- detector ------------------------------------------------------------------------------------
@@ -232,17 +264,19 @@ def crop_to_image(points: np.ndarray, center: np.ndarray, scale: np.ndarray) -> 
 
 
 def estimate(loaded: Loaded, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Raw SimCC outputs for every crop, run ``POSE_BATCH`` at a time (the last batch zero-padded)."""
+    """Raw SimCC outputs for every crop, ``POSE_CHUNK`` a pass (a fixed-batch TorchScript net: padded to it)."""
+    fixed = getattr(loaded.module, "fixed_batch", None)
+    step = fixed or POSE_CHUNK
     xs, ys = [], []
-    for start in range(0, len(crops), POSE_BATCH):
-        batch = np.zeros((POSE_BATCH, 3, POSE_SIZE[1], POSE_SIZE[0]), np.float32)
-        part = crops[start : start + POSE_BATCH]
+    for start in range(0, len(crops), step):
+        part = crops[start : start + step]
+        batch = np.zeros((fixed or len(part), 3, POSE_SIZE[1], POSE_SIZE[0]), np.float32)
         batch[: len(part)] = part
         out = loaded.module(loaded.prepare(torch.from_numpy(batch)))
         if not isinstance(out, (tuple, list)) or len(out) != 2 or out[0].shape[1] != KEYPOINTS:
             shapes = [list(o.shape) for o in out] if isinstance(out, (tuple, list)) else type(out).__name__
             raise RuntimeError(
-                f"'{ESTIMATOR.filename}' returned {shapes}, not (simcc_x [5, 133, 576], simcc_y [5, 133, 768]): "
+                f"'{ESTIMATOR.filename}' returned {shapes}, not (simcc_x [n, 133, 576], simcc_y [n, 133, 768]): "
                 "it is not the DWPose whole-body export"
             )
         xs.append(out[0][: len(part)].float().cpu().numpy())
@@ -257,7 +291,7 @@ def to_openpose(points: np.ndarray, scores: np.ndarray) -> list[Person]:
         whole = np.concatenate([xy, score[:, None]], 1)
         neck = np.array([*(xy[5] + xy[6]) / 2.0, min(score[5], score[6])])
         body = np.stack([neck if i == NECK else whole[i] for i in BODY_FROM_COCO])
-        people.append(Person(body, whole[FACE], whole[LEFT_HAND], whole[RIGHT_HAND]))
+        people.append(Person(body, whole[FACE], whole[LEFT_HAND], whole[RIGHT_HAND], whole[FEET]))
     return people
 
 
@@ -273,7 +307,7 @@ def estimate_people(detector: Loaded, estimator: Loaded, frames: Sequence[np.nda
     found: list[list[Person]] = [[] for _ in frames]
     if not crops:
         return found
-    simcc_x, simcc_y = estimate(estimator, crops)  # the people of all frames share the padded batches
+    simcc_x, simcc_y = estimate(estimator, crops)  # the people of all frames share the passes
     locs, scores = simcc_decode(simcc_x, simcc_y)
     for (index, center, scale), loc, score in zip(where, locs, scores, strict=True):
         found[index] += to_openpose(crop_to_image(loc, center, scale)[None], score[None])
@@ -311,6 +345,7 @@ def keypoint_entry(people: Sequence[Person], threshold: float, sx: float, sy: fl
                 face=face * scale,
                 left_hand=person.left_hand * scale,
                 right_hand=person.right_hand * scale,
+                feet=person.feet * scale,
             )
         )
     return entries
