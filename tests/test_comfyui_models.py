@@ -35,7 +35,7 @@ METHODS = [
     ("lineart_anime", "lineart_anime", ["lineart_anime"]),
     ("pose", "openpose_body", ["openpose_body"]),
     ("pose", "openpose_full", ["openpose_body", "openpose_hand", "openpose_face"]),
-    ("pose", "dwpose", ["dwpose_detector", "dwpose_estimator"]),  # eager modules built from the archives, under ModelPatcher
+    ("pose", "dwpose", ["dwpose_detector", "dwpose_estimator"]),  # eager modules from the archives, in ModelPatcher
     ("normal", "normal_bae", ["normal_bae"]),
 ]
 
