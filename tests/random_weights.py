@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -127,9 +128,12 @@ def models_root() -> Path:
                 staging.rename(root)
             except OSError:  # another session finished first
                 shutil.rmtree(staging, ignore_errors=True)
-            for stale in root.parent.iterdir():  # folders of older builders: ~1 GB each
-                if stale != root and not stale.name.startswith("."):
+            # Folders of older builders (~1 GB each) go once unused for a day: a folder of another checkout's
+            # code may be in use by a test session running right now (two checkouts on one machine).
+            for stale in root.parent.iterdir():
+                if stale != root and not stale.name.startswith(".") and time.time() - stale.stat().st_mtime > 86400:
                     shutil.rmtree(stale, ignore_errors=True)
+        os.utime(root)  # in use: the cleanup above, in other sessions, keeps it for a day from now
         _ROOT = root
     return build_all(_ROOT)  # a builder added since the folder was made is written now
 
