@@ -1,6 +1,6 @@
 """The pack runs on its declared floor, Python 3.10: no 3.11+ API without a guard (tests/python_floor.py).
 
-The smoke runs (.ci/smoke) run it on 3.10 and 3.13 for real; this scan names a 3.11-only call before that,
+The smoke runs (.ci/smoke) run it on 3.10, 3.12 and 3.13 for real; this scan names a 3.11-only call before that,
 in the lint step of .ci/run too.
 """
 
