@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,6 +35,19 @@ def fake_fixture(job_seconds: float = 0.15) -> Any:
             yield server
 
     return fake
+
+
+def secret_free_logs_fixture() -> Any:
+    """``_logs = secret_free_logs_fixture()`` in a test module: every test logs at DEBUG and its log must
+    hold no key, secret or Authorization value of the fake (checked after the test)."""
+
+    @pytest.fixture(autouse=True)
+    def _logs(caplog: pytest.LogCaptureFixture, fake: FakeScenario) -> Iterator[None]:
+        caplog.set_level(logging.DEBUG)
+        yield
+        assert_no_secret(caplog.text, fake)
+
+    return _logs
 
 
 def creds(fake: FakeScenario) -> Credentials:

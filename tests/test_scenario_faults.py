@@ -3,12 +3,11 @@ clear error, never a hang and never a second billed job; no secret in any messag
 
 from __future__ import annotations
 
-import logging
 import socket
 import time
 
 import pytest
-from scenario_support import assert_no_secret, creds, fake_fixture, images, run
+from scenario_support import assert_no_secret, creds, fake_fixture, images, run, secret_free_logs_fixture
 
 from scenario_detect.nodes.scenario.credentials import Credentials
 from scenario_detect.nodes.scenario.errors import (
@@ -29,11 +28,7 @@ pytestmark = pytest.mark.timeout(60)
 fake = fake_fixture()
 
 
-@pytest.fixture(autouse=True)
-def _logs(caplog, fake):
-    caplog.set_level(logging.DEBUG)
-    yield
-    assert_no_secret(caplog.text, fake)
+_logs = secret_free_logs_fixture()
 
 
 def _fails(fake, exc_type, **kwargs):

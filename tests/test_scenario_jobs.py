@@ -3,10 +3,8 @@ which job may still run; a detect POST waiting between two tries is stopped with
 
 from __future__ import annotations
 
-import logging
-
 import pytest
-from scenario_support import assert_no_secret, fake_fixture, images, run
+from scenario_support import fake_fixture, images, run, secret_free_logs_fixture
 
 from scenario_detect.nodes import host
 from scenario_detect.nodes.scenario import jobs, network_loop
@@ -20,11 +18,7 @@ DETECT = "/generate/detect$"
 CANCEL = "/jobs/[^/]+/action$"
 
 
-@pytest.fixture(autouse=True)
-def _logs(caplog, fake):
-    caplog.set_level(logging.DEBUG)
-    yield
-    assert_no_secret(caplog.text, fake)
+_logs = secret_free_logs_fixture()
 
 
 # -- a cancel is a promise kept or a truthful warning ----------------------------------------------

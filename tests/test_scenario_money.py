@@ -4,10 +4,8 @@ spent, and the rerun pays only for the rest; the cost estimate honours timeout_s
 
 from __future__ import annotations
 
-import logging
-
 import pytest
-from scenario_support import assert_no_secret, fake_fixture, images, run
+from scenario_support import assert_no_secret, fake_fixture, images, run, secret_free_logs_fixture
 
 from scenario_detect.nodes import host
 from scenario_detect.nodes.scenario.cache import ResultCache
@@ -24,11 +22,7 @@ fake = fake_fixture()
 DETECT = "/generate/detect$"
 
 
-@pytest.fixture(autouse=True)
-def _logs(caplog, fake):
-    caplog.set_level(logging.DEBUG)
-    yield
-    assert_no_secret(caplog.text, fake)
+_logs = secret_free_logs_fixture()
 # -- finished means kept ---------------------------------------------------------------------------
 
 

@@ -5,11 +5,10 @@ before anything acts on it (no second POST, no KeyError deep in a job)."""
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import pytest
 from fake_scenario import FakeScenario
-from scenario_support import FAST_POLICY, assert_no_secret, creds, run
+from scenario_support import FAST_POLICY, creds, run, secret_free_logs_fixture
 
 from scenario_detect.nodes.scenario import api
 from scenario_detect.nodes.scenario.api import Job, parse_asset, parse_detect, parse_job
@@ -27,11 +26,7 @@ def fake():
         yield server
 
 
-@pytest.fixture(autouse=True)
-def _logs(caplog, fake):
-    caplog.set_level(logging.DEBUG)
-    yield
-    assert_no_secret(caplog.text, fake)
+_logs = secret_free_logs_fixture()
 
 
 def _with_client(fake: FakeScenario, action):

@@ -11,7 +11,6 @@ import base64
 import gzip
 import inspect
 import io
-import logging
 import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterator
@@ -23,7 +22,7 @@ import numpy as np
 import pytest
 from fake_scenario import FakeScenario
 from PIL import Image
-from scenario_support import FAST_POLICY, assert_no_secret, creds
+from scenario_support import FAST_POLICY, assert_no_secret, creds, secret_free_logs_fixture
 
 from scenario_detect.nodes.scenario.client import RetryPolicy, ScenarioClient, never_sent, transport_error
 from scenario_detect.nodes.scenario.credentials import Credentials
@@ -50,11 +49,7 @@ def fake() -> Iterator[FakeScenario]:
         yield server
 
 
-@pytest.fixture(autouse=True)
-def _no_secret_in_logs(caplog: pytest.LogCaptureFixture, fake: FakeScenario) -> Iterator[None]:
-    caplog.set_level(logging.DEBUG)
-    yield
-    assert_no_secret(caplog.text, fake)
+_no_secret_in_logs = secret_free_logs_fixture()
 
 
 def _png() -> bytes:
