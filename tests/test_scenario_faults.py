@@ -348,6 +348,9 @@ def test_progress_exception_in_one_image_of_a_batch_cancels_every_job(fake):
 
     with pytest.raises(HostInterrupt):
         run(fake, imgs=images(3), on_progress=on_progress, concurrency=3)
+    # A job whose detect answer was still on its way at the interrupt is cancelled by the late-answer
+    # follow-up, which may end after run() returned: wait for it (bounded), then hold every job to it.
+    fake.wait_until(lambda: len(fake.canceled_jobs()) == len(fake.billed_jobs), what="every job's cancel")
     assert sorted(fake.canceled_jobs()) == sorted(j.id for j in fake.billed_jobs)
     assert len(fake.billed_jobs) == 3
 
